@@ -1,0 +1,79 @@
+"""The ``nowcast`` command: LightningCLI with run folders, resumable checkpoints and data→model links.
+
+Every run lives in ``<runs_root>/<run_name>/``: TensorBoard events, the resolved ``config.yaml`` (rewritten on
+every invocation, so resumed and requeued runs do not crash), ``checkpoints/`` (``last.ckpt`` for
+``--ckpt_path last``), ``test_metrics.json`` and ``test_panel.png``. The folder name is fixed by the run name,
+never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from nowcast_pl.data.datamodule import RadarDataModule
+from nowcast_pl.data.schema import StoreValidationError
+from nowcast_pl.tasks.base import NowcastTask
+
+USER_ERRORS = (FileNotFoundError, StoreValidationError, ValueError)
+
+
+class NowcastCLI(LightningCLI):
+    """LightningCLI with the run-folder convention and links from the data module to the model."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--run_name", default="nowcast", help="Run folder name under --runs_root.")
+        parser.add_argument("--runs_root", default="runs", help="Folder holding one sub-folder per run.")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        for key in ("in_frames", "out_frames", "value_range"):
+            parser.link_arguments(f"data.init_args.{key}", f"model.init_args.{key}")
+        for key in ("units", "time_step_minutes"):
+            parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        run_dir = Path(config.runs_root) / config.run_name
+        trainer = config.trainer
+        trainer.default_root_dir = str(run_dir)
+        if trainer.logger in (None, True):
+            trainer.logger = Namespace(
+                class_path="lightning.pytorch.loggers.TensorBoardLogger",
+                init_args=Namespace(save_dir=config.runs_root, name=config.run_name, version=""),
+            )
+        if config.checkpoint.dirpath is None:
+            config.checkpoint.dirpath = str(run_dir / "checkpoints")
+
+
+def build_cli(args: list[str] | None = None, *, run: bool = True) -> NowcastCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (used by tests)."""
+    return NowcastCLI(
+        NowcastTask,
+        RadarDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+        auto_configure_optimizers=False,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point. Known input errors print one line (set NOWCAST_DEBUG=1 for the traceback)."""
+    try:
+        build_cli(args)
+    except USER_ERRORS as err:
+        if os.environ.get("NOWCAST_DEBUG"):
+            raise
+        print(f"nowcast: error: {type(err).__name__}: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,7 @@
+"""LightningModules ("tasks"): the shared base and one task per model."""
+
+from nowcast_pl.tasks.base import NowcastTask
+from nowcast_pl.tasks.persistence import PersistenceTask
+from nowcast_pl.tasks.simvp import SimVPTask
+
+__all__ = ["NowcastTask", "PersistenceTask", "SimVPTask"]

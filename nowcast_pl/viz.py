@@ -1,0 +1,107 @@
+"""Radar figures: an image panel (inputs | truth | forecast) and score-versus-lead-time curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+# A conventional reflectivity palette (NWS-like), one colour per 5 dBZ from 5 to 75 dBZ.
+_DBZ_COLOURS = [
+    "#04e9e7", "#019ff4", "#0300f4", "#02fd02", "#01c501", "#008e00", "#fdf802",
+    "#e5bc00", "#fd9500", "#fd0000", "#d40000", "#bc0000", "#f800fd", "#9854c6",
+]
+_DBZ_LEVELS = np.arange(5.0, 80.0, 5.0)
+
+
+def radar_colormap(units: str, vmax: float) -> tuple[ListedColormap, BoundaryNorm | None]:
+    """Colour map (and norm) for a field: the reflectivity palette in dBZ, ``turbo`` otherwise.
+
+    Values below the first level are transparent white, so no-rain areas read as background.
+    """
+    if units == "dBZ":
+        cmap = ListedColormap(_DBZ_COLOURS)
+        cmap.set_under("white")
+        return cmap, BoundaryNorm(_DBZ_LEVELS, cmap.N)
+    cmap = plt.get_cmap("turbo").copy()
+    cmap.set_under("white")
+    return cmap, None
+
+
+def forecast_panel(
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    forecast: np.ndarray,
+    *,
+    leads: Sequence[int],
+    units: str,
+    time_step_minutes: float,
+    vmin: float,
+    vmax: float,
+) -> Figure:
+    """Figure with the last input frames, then truth and forecast at the chosen lead times.
+
+    Args:
+        inputs: (T_in, H, W) observed frames in physical units.
+        targets: (T_out, H, W) observed future frames in physical units.
+        forecast: (T_out, H, W) forecast in physical units.
+        leads: 1-based lead indices to show (clipped to T_out).
+        units: physical units, used for the colour map and the colour bar.
+        time_step_minutes: minutes between frames, for the titles.
+        vmin: smallest value shown in colour (below is background).
+        vmax: largest value of the colour scale.
+    """
+    leads = sorted({min(max(1, lead), targets.shape[0]) for lead in leads})
+    n_cols = max(len(leads), min(3, inputs.shape[0]))
+    fig, axes = plt.subplots(3, n_cols, figsize=(2.2 * n_cols, 6.6), squeeze=False)
+    cmap, norm = radar_colormap(units, vmax)
+    kwargs = dict(cmap=cmap, norm=norm) if norm is not None else dict(cmap=cmap, vmin=vmin, vmax=vmax)
+    shown_inputs = inputs[-n_cols:]
+    rows = [
+        ("input", [(f"t{(i - len(shown_inputs) + 1) * time_step_minutes:+.0f} min", f) for i, f in
+                   enumerate(shown_inputs)]),
+        ("truth", [(f"+{lead * time_step_minutes:.0f} min", targets[lead - 1]) for lead in leads]),
+        ("forecast", [(f"+{lead * time_step_minutes:.0f} min", forecast[lead - 1]) for lead in leads]),
+    ]
+    image = None
+    for row, (label, frames) in enumerate(rows):
+        for col in range(n_cols):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col >= len(frames):
+                ax.axis("off")
+                continue
+            title, frame = frames[col]
+            image = ax.imshow(np.where(frame >= vmin, frame, np.nan), **kwargs)
+            ax.set_title(title, fontsize=8)
+            if col == 0:
+                ax.set_ylabel(label)
+    fig.colorbar(image, ax=axes, shrink=0.8, label=units)
+    return fig
+
+
+def lead_time_curves(scores: dict[str, np.ndarray], *, time_step_minutes: float, ylabel: str) -> Figure:
+    """Line plot of one score against lead time, one line per threshold.
+
+    Args:
+        scores: label (e.g. ``"20dBZ"``) → (T_out,) score per lead time.
+        time_step_minutes: minutes between lead times.
+        ylabel: score name.
+    """
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for label, values in scores.items():
+        leads = np.arange(1, len(values) + 1) * time_step_minutes
+        ax.plot(leads, values, marker="o", markersize=3, label=label)
+    ax.set_xlabel("lead time (min)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
