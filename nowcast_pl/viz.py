@@ -26,12 +26,9 @@ def radar_colormap(units: str, vmax: float) -> tuple[ListedColormap, BoundaryNor
     Values below the first level are transparent white, so no-rain areas read as background.
     """
     if units == "dBZ":
-        cmap = ListedColormap(_DBZ_COLOURS)
-        cmap.set_under("white")
+        cmap = ListedColormap(_DBZ_COLOURS).with_extremes(under="white")
         return cmap, BoundaryNorm(_DBZ_LEVELS, cmap.N)
-    cmap = plt.get_cmap("turbo").copy()
-    cmap.set_under("white")
-    return cmap, None
+    return plt.get_cmap("turbo").with_extremes(under="white"), None
 
 
 def forecast_panel(

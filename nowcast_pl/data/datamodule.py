@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nowcast_pl.data.store import RadarStore
 from nowcast_pl.data.transforms import RESIZE_METHODS, ResizeMethod, resize_frames, resize_mask, scale_to_unit
@@ -106,6 +106,8 @@ class RadarDataModule(pl.LightningDataModule):
         eval_batch_size: batch size for val/test/predict (default: ``batch_size``).
         num_workers: DataLoader worker processes per device.
         persistent_workers: keep workers alive between epochs (when ``num_workers > 0``).
+        shuffle_seed: seed of the training shuffle; the order of epoch e depends only on (seed, e), so a
+            resumed run sees exactly the batches an uninterrupted run would have seen.
     """
 
     def __init__(
@@ -124,6 +126,7 @@ class RadarDataModule(pl.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         persistent_workers: bool = True,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         _check_args(in_frames, out_frames, value_range, splits, resize_method, max_missing_frames)
@@ -138,6 +141,7 @@ class RadarDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
+        self.shuffle_seed = shuffle_seed
         self.datasets: dict[str, RadarWindowDataset] = {}
         self._store: RadarStore | None = None
 
@@ -184,19 +188,23 @@ class RadarDataModule(pl.LightningDataModule):
 
     def _loader(self, split_name: str, *, train: bool) -> DataLoader:
         dataset = self.datasets[split_name]
-        sampler = None
         trainer = self.trainer
-        if not train and trainer is not None and trainer.world_size > 1:
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if train:
+            # Lightning calls set_epoch() on it every epoch; single-process runs use it too (world 1).
+            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                         seed=self.shuffle_seed, drop_last=True)
+        elif world > 1:
             # Every window is evaluated exactly once: no padding with repeated samples across ranks.
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=trainer.world_size,
-                                                   rank=trainer.global_rank, shuffle=False)
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
+        else:
+            sampler = None
         workers = self.num_workers
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
             sampler=sampler,
-            drop_last=train and len(dataset) > self.batch_size,
+            drop_last=train and len(dataset) // world > self.batch_size,
             num_workers=workers,
             persistent_workers=self.persistent_workers and workers > 0,
             pin_memory=torch.cuda.is_available(),

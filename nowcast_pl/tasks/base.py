@@ -57,7 +57,10 @@ class NowcastTask(pl.LightningModule):
         betas: AdamW betas.
         warmup_steps: linear warm-up steps from ``lr * warmup_start_factor``.
         warmup_start_factor: learning-rate factor at step 0.
-        schedule: ``"cosine"`` decays to ``min_lr`` at the last training step; ``"constant"`` keeps ``lr``.
+        schedule: ``"cosine"`` decays to ``min_lr`` at step ``schedule_steps``; ``"constant"`` keeps ``lr``.
+        schedule_steps: length of the cosine schedule in optimiser steps; None uses the trainer's estimate
+            (``max_epochs``/``max_steps``). Fix it when a run will be extended, so the schedule of the steps
+            already taken does not change.
         min_lr: final learning rate of the cosine schedule.
     """
 
@@ -85,6 +88,7 @@ class NowcastTask(pl.LightningModule):
         warmup_steps: int = 0,
         warmup_start_factor: float = 0.1,
         schedule: Literal["cosine", "constant"] = "cosine",
+        schedule_steps: int | None = None,
         min_lr: float = 0.0,
     ) -> None:
         super().__init__()
@@ -124,8 +128,8 @@ class NowcastTask(pl.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, betas=tuple(hp.betas),
                                       weight_decay=hp.weight_decay)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
-        schedule = _warmup_cosine(hp.warmup_steps, hp.warmup_start_factor, total, hp.min_lr / hp.lr,
+        total = hp.schedule_steps or (int(self.trainer.estimated_stepping_batches) if self._trainer else 1)
+        schedule = _warmup_cosine(hp.warmup_steps, hp.warmup_start_factor, max(1, total), hp.min_lr / hp.lr,
                                   cosine=hp.schedule == "cosine")
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

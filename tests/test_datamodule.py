@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nowcast_pl.data import RadarDataModule, RadarStore, Split
+from nowcast_pl.data.transforms import resize_mask
+from tests.store_factory import ENCODING, write_moving_store
+
+
+def _module(store, **kwargs):
+    args = dict(in_frames=3, out_frames=2, value_range=(-10.0, 60.0), splits={"train": Split(), "test": Split()},
+                batch_size=2) | kwargs
+    return RadarDataModule(str(store), **args)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_moving_store(tmp_path_factory.mktemp("dm") / "s.zarr", n_events=3, frames=8, size=16,
+                              missing={1: [2]})
+
+
+def test_items_hold_scaled_frames_masks_and_init_time(store):
+    dm = _module(store)
+    dm.setup("test")
+    dataset = dm.datasets["test"]
+    raw_store = RadarStore(store)
+    item = dataset[0]
+    assert item["inputs"].shape == (3, 1, 16, 16) and item["targets"].shape == (2, 1, 16, 16)
+    raw = raw_store.read_raw(0, 5)
+    physical = raw * (70 / 255) - 10.0
+    expected = np.where(raw == 255, 0.0, np.clip((physical + 10.0) / 70.0, 0, 1))
+    np.testing.assert_allclose(torch.cat([item["inputs"], item["targets"]])[:, 0].numpy(), expected, atol=1e-6)
+    np.testing.assert_array_equal(torch.cat([item["input_mask"], item["target_mask"]])[:, 0].numpy(), raw != 255)
+    assert item["init_time"].item() == raw_store.times[2].astype(np.int64)
+
+
+def test_missing_frames_drop_windows_unless_allowed(store):
+    strict, lenient = _module(store), _module(store, max_missing_frames=1)
+    strict.setup("test")
+    lenient.setup("test")
+    # Event 1 (frames 8..15) has frame 10 missing: 4 windows per 8-frame event, 3 of event 1 touch frame 10.
+    assert len(strict.datasets["test"]) == 4 + 1 + 4
+    assert len(lenient.datasets["test"]) == 12
+    item = lenient.datasets["test"][4]  # window starting at frame 8: frame 10 is its third input
+    assert not item["input_mask"][2].any() and (item["inputs"][2] == 0).all()
+
+
+def test_resize_bilinear_without_antialias_matches_interpolate(store):
+    dm = _module(store, frame_size=8)
+    dm.setup("test")
+    full = _module(store)
+    full.setup("test")
+    small, big = dm.datasets["test"][0]["inputs"], full.datasets["test"][0]["inputs"]
+    np.testing.assert_allclose(small, F.interpolate(big, size=(8, 8), mode="bilinear", align_corners=False),
+                               atol=1e-6)
+    maxed = _module(store, frame_size=8, resize_method="max")
+    maxed.setup("test")
+    np.testing.assert_allclose(maxed.datasets["test"][0]["inputs"], F.max_pool2d(big, 2), atol=1e-6)
+
+
+def test_resized_mask_is_false_wherever_a_missing_pixel_contributes():
+    mask = torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    mask[0, 0, 3, 5] = False
+    small = resize_mask(mask, (4, 4), method="bilinear")
+    assert small.sum() == 15 and not small[0, 0, 1, 2]
+
+
+def test_window_longer_than_any_event_is_a_clear_error(store):
+    dm = _module(store, in_frames=5, out_frames=5)
+    with pytest.raises(ValueError, match="no window of 10 frames.*Longest contiguous run of frames in the store: 8"):
+        dm.setup("test")
+
+
+def test_missing_split_and_bad_arguments_are_clear_errors(store):
+    with pytest.raises(ValueError, match="data.splits has no 'predict' entry"):
+        _module(store).setup("predict")
+    with pytest.raises(ValueError, match="unknown split names \\['training'\\]"):
+        _module(store, splits={"training": Split()})
+    with pytest.raises(ValueError, match="resize_method"):
+        _module(store, resize_method="lanczos")
+    with pytest.raises(ValueError, match="value_range"):
+        _module(store, value_range=(60.0, -10.0))
+
+
+def test_training_order_depends_only_on_seed_and_epoch(store):
+    dm = _module(store, splits={"train": Split()})
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(3)
+    first = [b["window"].tolist() for b in loader]
+    again = _module(store, splits={"train": Split()})
+    again.setup("fit")
+    loader = again.train_dataloader()
+    loader.sampler.set_epoch(3)
+    assert [b["window"].tolist() for b in loader] == first
+    loader.sampler.set_epoch(4)
+    assert [b["window"].tolist() for b in loader] != first
+
+
+def test_store_units_and_time_step_are_exposed(store):
+    dm = _module(store)
+    assert dm.units == ENCODING.units and dm.time_step_minutes == 5.0
