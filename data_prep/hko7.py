@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, StoreSpec
+from data_prep.errors import UsageError
 from data_prep.grey import GREY_FILL, FrameError, read_grey_png, reserve_fill, saturation_note
 from data_prep.timeaxis import to_regular_axis
 from nowcast_pl.data.schema import FrameEncoding, StoreMetadata
@@ -67,6 +68,10 @@ class Hko7Converter(Converter):
             for every PNG present.
         mask_dat: ``mask_dat.npz`` path; None to look in ``src`` and ``src/hko_data``.
         max_gap: cut events at more than this many consecutive missing frames; None keeps whole days.
+
+    Raises:
+        FileNotFoundError: if ``mask_dat`` is given but missing, or (later) an index pickle or every PNG is.
+        UsageError: on a negative ``max_gap``, an unreadable index pickle or a wrongly shaped exclude_mask.
     """
 
     name = "hko7"
@@ -81,7 +86,7 @@ class Hko7Converter(Converter):
         self.index = [self.src / p for p in index or []]
         self.mask_dat = _find_mask_dat(self.src, mask_dat)
         if max_gap is not None and max_gap < 0:
-            raise ValueError(f"hko7: max_gap must be >= 0 or None, got {max_gap}")
+            raise UsageError(f"hko7: max_gap must be >= 0 or None, got {max_gap}")
         self.max_gap = max_gap
 
     @classmethod
@@ -99,7 +104,7 @@ class Hko7Converter(Converter):
             with np.load(self.mask_dat, allow_pickle=True, encoding="latin1") as npz:
                 static = np.asarray(npz["exclude_mask"]) == 0
             if static.shape != GRID:
-                raise ValueError(f"hko7: {self.mask_dat} exclude_mask is {static.shape}, expected {GRID}")
+                raise UsageError(f"hko7: {self.mask_dat} exclude_mask is {static.shape}, expected {GRID}")
         metadata = StoreMetadata(
             title="HKO-7",
             source="Hong Kong Observatory HKO-7 radar CAPPI reflectivity (sxjscience/HKO-7), 2009-2015",
@@ -131,12 +136,13 @@ class Hko7Converter(Converter):
             for day, day_times in sorted(by_day.items()):
                 for piece in _split_runs(np.sort(np.array(day_times, dtype="datetime64[s]")), self.max_gap):
                     name = day if self.max_gap is None else f"{day}-{str(piece[0])[11:16].replace(':', '')}"
-                    refs.append(EventRef(name=f"{label}/{name}" if label else name, files=(str(file),),
-                                         info={"times": [str(t) for t in piece]}))
+                    pngs = tuple(str(self.src / "radarPNG" / _relative_png(t)) for t in piece)
+                    refs.append(EventRef(name=f"{label}/{name}" if label else name, files=pngs,
+                                         info={"times": [str(t) for t in piece], "listing": str(file)}))
         return refs
 
     def read_event(self, ref: EventRef, report: ConversionReport) -> EventData | None:
-        file = ref.files[0]
+        file = ref.info["listing"]
         times = np.array(ref.info["times"], dtype="datetime64[s]")
         axis, _, slot = to_regular_axis(times, STEP_SECONDS, report, file=file, event=ref.name)
         frames = np.full((axis.size, *GRID), GREY_FILL, dtype=np.uint8)
@@ -195,17 +201,17 @@ def _read_index(path: Path) -> np.ndarray:
 
     Raises:
         FileNotFoundError: if the pickle does not exist.
-        ValueError: if it cannot be unpickled or has no DatetimeIndex.
+        UsageError: if it cannot be unpickled or has no DatetimeIndex.
     """
     if not path.is_file():
         raise FileNotFoundError(f"hko7: --index {path} does not exist")
     try:
         frame = pd.read_pickle(path)
     except Exception as err:  # pickles from other pandas versions fail in many ways
-        raise ValueError(f"hko7: cannot unpickle index {path} ({type(err).__name__}: {err}); re-save it "
+        raise UsageError(f"hko7: cannot unpickle index {path} ({type(err).__name__}: {err}); re-save it "
                          "with this pandas version or convert without --index") from err
     if not isinstance(getattr(frame, "index", None), pd.DatetimeIndex):
-        raise ValueError(f"hko7: {path} is not a pandas object with a DatetimeIndex of frame times")
+        raise UsageError(f"hko7: {path} is not a pandas object with a DatetimeIndex of frame times")
     return frame.index.to_numpy().astype("datetime64[s]")
 
 

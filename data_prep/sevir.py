@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, StoreSpec
+from data_prep.errors import UsageError
 from data_prep.timeaxis import to_regular_axis
 from nowcast_pl.data.schema import FrameEncoding, StoreMetadata
 
@@ -67,6 +68,10 @@ class SevirConverter(Converter):
         src: SEVIR root (holds ``CATALOG.csv`` and ``data/``).
         catalog: catalogue path, relative to ``src`` unless absolute.
         duplicates: ``"drop"`` every row of a repeated id, or keep the ``"first"``.
+
+    Raises:
+        UsageError: on an unknown ``duplicates`` rule, or (from :meth:`spec`/:meth:`list_events`) a catalogue
+            without the SEVIR columns.
     """
 
     name = "sevir"
@@ -78,7 +83,7 @@ class SevirConverter(Converter):
     def __init__(self, src: str | Path, *, catalog: str = "CATALOG.csv", duplicates: str = "drop") -> None:
         super().__init__(src, catalog=catalog, duplicates=duplicates)
         if duplicates not in DUPLICATE_RULES:
-            raise ValueError(f"sevir: duplicates={duplicates!r} is not one of {DUPLICATE_RULES}")
+            raise UsageError(f"sevir: duplicates={duplicates!r} is not one of {DUPLICATE_RULES}")
         self.catalog = self.src / catalog
         self.duplicates = duplicates
 
@@ -184,7 +189,7 @@ def _read_catalog(path: Path) -> pd.DataFrame:
     rows = pd.read_csv(path, low_memory=False)
     missing = [c for c in CATALOG_COLUMNS if c not in rows.columns]
     if missing:
-        raise ValueError(f"sevir: {path} lacks columns {missing}; is it the SEVIR CATALOG.csv?")
+        raise UsageError(f"sevir: {path} lacks columns {missing}; is it the SEVIR CATALOG.csv?")
     return rows
 
 

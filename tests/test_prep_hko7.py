@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from data_prep.base import ConversionReport
+from data_prep.errors import UsageError
 from data_prep.hko7 import Hko7Converter
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.hko7 import BAD_MASK, DAY1, DAY2, GRID, SATURATED, STEP, expected_frame, write_hko7, write_index
@@ -19,7 +20,7 @@ def archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted(archive, tmp_path_factory):
     root, _, _ = archive
-    return convert(Hko7Converter(root), tmp_path_factory.mktemp("out") / "hko7.zarr")
+    return convert(Hko7Converter(root), tmp_path_factory.mktemp("out") / "hko7.zarr", workers=2)
 
 
 def test_every_png_day_is_one_event_with_exact_values_and_masks(archive, converted):
@@ -73,7 +74,7 @@ def test_max_gap_cuts_days_into_runs(archive, tmp_path):
 def test_bad_inputs_raise_with_the_file_name(archive, tmp_path):
     root, _, _ = archive
     (tmp_path / "bad.pkl").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="bad.pkl"):
+    with pytest.raises(UsageError, match="bad.pkl"):
         Hko7Converter(root, index=[str(tmp_path / "bad.pkl")]).list_events(ConversionReport())
     with pytest.raises(FileNotFoundError, match="mask-dat"):
         Hko7Converter(root, mask_dat="nope.npz")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from data_prep.errors import UsageError
 from data_prep.sevir import SevirConverter
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.sevir import VIL_OFFSETS, vil_event, write_sevir
@@ -63,10 +64,10 @@ def test_duplicates_first_keeps_the_first_catalogue_row(archive, tmp_path):
 
 def test_bad_options_and_catalogue_errors_name_the_fix(archive, tmp_path):
     root, _ = archive
-    with pytest.raises(ValueError, match="duplicates='last'"):
+    with pytest.raises(UsageError, match="duplicates='last'"):
         SevirConverter(root, duplicates="last")
     with pytest.raises(FileNotFoundError, match="--catalog"):
         SevirConverter(root, catalog="nope.csv").spec()
     (tmp_path / "CATALOG.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match="lacks columns"):
+    with pytest.raises(UsageError, match="lacks columns"):
         SevirConverter(tmp_path).spec()
