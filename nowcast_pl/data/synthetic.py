@@ -1,16 +1,17 @@
 """Deterministic, seedable synthetic radar reflectivity, and a radar store built from it.
 
-Each event is a rigid flow: a uniform advection velocity ``u`` (px/frame) plus a slow rotation ``omega``
-(rad/frame) about a centre that moves with the flow, so a point of the rain field at Lagrangian position
-``p`` is seen at ``x(t) = c + u t + R(omega t) (p - c)``. Every field is defined in Lagrangian coordinates
-and rendered at the back-mapped position of each pixel (no resampling error accumulates):
+Each event moves with a steady rigid flow ``v(x) = u + omega J (x - c)``: a uniform advection velocity ``u``
+(1–4 px/frame, random direction) plus a slow rotation ``omega`` (0.2–1 deg/frame) about a centre ``c``
+inside the grid, so persistence degrades quickly with lead time while the motion can be read off the
+input frames. Every field is defined in Lagrangian coordinates and rendered at the back-mapped position of
+each pixel, so no resampling error accumulates:
 
 - convective cells: elliptic Gaussians in linear reflectivity Z (so dBZ falls off quadratically from a
   30–55 dBZ core), which grow and decay with an asymmetric Gaussian life cycle of 4–20 frames;
 - stratiform patches: the upper tail of a smooth spectral noise field, 15–30 dBZ, slowly strengthening or
   weakening over the event;
 - multi-scale texture: a 1/f-like spectral noise field multiplying Z (a few dB), which slowly decorrelates;
-- no rain elsewhere: Z adds to a floor of 0.1 mm⁶ m⁻³ so dry pixels decode to exactly −10 dBZ.
+- no rain elsewhere: Z adds to a floor of 0.1 mm⁶ m⁻³, so dry pixels are −10 dBZ (raw 0).
 
 Event ``k`` of seed ``s`` depends only on ``(s, k)`` (its generator is ``numpy.random.default_rng([s, k])``),
 so events can be generated in any order or in parallel. Event ``k`` is named ``synthetic-{k:04d}`` and starts
@@ -150,7 +151,7 @@ class _Flow:
 
     def to_eulerian(self, t: float, p: np.ndarray) -> np.ndarray:
         """(..., 2) Lagrangian positions → (..., 2) positions at frame ``t``."""
-        return self.centre + self.shift(t) + _rotate(p - self.centre, self.omega * t)
+        return self.centre + self.shift(t) + (p - self.centre) @ _rotation(self.omega * t).T
 
     def to_lagrangian(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """The affine back-map at frame ``t``: Lagrangian position ``p = matrix @ x + offset``, (2, 2) and (2,)."""
@@ -162,11 +163,6 @@ def _rotation(angle: float) -> np.ndarray:
     """(2, 2) rotation by ``angle`` (rad) acting on (y, x) column vectors."""
     c, s = np.cos(angle), np.sin(angle)
     return np.array([[c, -s], [s, c]])
-
-
-def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
-    """Rotate (..., 2) vectors in (y, x) order by ``angle`` (rad)."""
-    return v @ _rotation(angle).T
 
 
 def _sample_flow(config: SyntheticRadarConfig, rng: np.random.Generator) -> _Flow:
