@@ -1,0 +1,105 @@
+"""``nowcast-prep <source> --src RAW --dst STORE [--workers N] [--overwrite]``: raw archive → radar store.
+
+Also runnable as ``python -m data_prep``. ``nowcast-prep --help`` lists the sources with the raw layout each
+expects; ``nowcast-prep <source> --help`` adds that source's options. Mistakes the user can fix (a missing
+archive, an unknown source, a store that is already complete) end with one line on stderr and exit status 1
+(2 for command-line syntax), without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from data_prep.errors import UsageError
+from data_prep.registry import converters
+from data_prep.runner import convert, report_path
+from nowcast_pl.data.schema import StoreValidationError
+
+PROG = "nowcast-prep"
+USER_ERRORS = (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError, StoreValidationError)
+COMMON = ("source", "src", "dst", "workers", "overwrite", "skip_if_complete", "progress")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports command-line errors as one line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _layouts() -> str:
+    blocks = [f"{name}:\n  " + cls.layout_help.strip().replace("\n", "\n  ") for name, cls in converters().items()]
+    return "raw layout expected by each source:\n\n" + "\n\n".join(blocks)
+
+
+def _needs_src(cls: type) -> bool:
+    """A converter whose ``__init__`` gives ``src`` a default (e.g. ``synthetic``) needs no --src."""
+    src = inspect.signature(cls.__init__).parameters.get("src")
+    return src is None or src.default is inspect.Parameter.empty
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser with one sub-command per registered converter."""
+    parser = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_layouts(),
+                     description="Convert a raw radar archive into a nowcast_pl radar store (Zarr). "
+                                 "An interrupted conversion resumes when the same command is run again.")
+    sub = parser.add_subparsers(dest="source", metavar="SOURCE", required=True, parser_class=_Parser,
+                                help=f"one of: {', '.join(converters())}")
+    for name, cls in converters().items():
+        summary = cls.layout_help.strip().splitlines()[0] if cls.layout_help else name
+        p = sub.add_parser(name, help=summary, description=cls.layout_help,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--src", required=_needs_src(cls), type=Path, help="root of the raw archive")
+        p.add_argument("--dst", required=True, type=Path, help="radar store to write (a *.zarr directory)")
+        p.add_argument("--workers", type=int, default=1, help="reader processes (default 1)")
+        p.add_argument("--overwrite", action="store_true", help="delete an existing store first")
+        p.add_argument("--skip-if-complete", action="store_true",
+                       help="do nothing (exit 0) if --dst is already a complete store")
+        p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+        cls.add_arguments(p)
+    return parser
+
+
+def _is_complete(dst: Path) -> bool:
+    try:
+        return bool(json.loads((dst / "zarr.json").read_text()).get("attributes", {}).get("complete"))
+    except (OSError, ValueError):
+        return False
+
+
+def run(args: argparse.Namespace) -> dict | None:
+    """Convert as the parsed arguments say; None when skipped because the store is complete."""
+    if args.skip_if_complete and _is_complete(args.dst):
+        return None
+    if args.workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {args.workers}")
+    options = {k: v for k, v in vars(args).items() if k not in COMMON}
+    converter = converters()[args.source](args.src, **options)
+    return convert(converter, args.dst, workers=args.workers, overwrite=args.overwrite, progress=args.progress)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``nowcast-prep``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        summary = run(args)
+    except USER_ERRORS as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; committed events are kept, rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    if summary is None:
+        print(f"{PROG}: {args.dst} is already complete; nothing to do", file=sys.stderr)
+        return 0
+    print(f"{PROG}: {args.dst}: {summary['events_written']} events written ({summary['frames_written']} frames, "
+          f"{summary['frames_missing']} missing), {summary['events_resumed']} already there, "
+          f"{summary['events_empty']} without data; {summary['report_entries']} report entries in "
+          f"{report_path(args.dst)}", file=sys.stderr)
+    return 0
