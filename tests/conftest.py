@@ -1,0 +1,51 @@
+"""Shared fixtures: the real radar samples (``../shared/radar-samples``) and stores converted from them.
+
+``fmi_sample_store`` (FMI, 2 days x 40 frames, 5 min, dBZ) and ``bom_sample_store`` (BoM radar 66, 144 frames,
+10 min, mm) are converted once per session with ``nowcast-prep``'s runner; tests that use them are skipped
+with the reason when the samples are absent. Set ``NOWCAST_RADAR_SAMPLES`` to use another copy.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SAMPLES_ENV = "NOWCAST_RADAR_SAMPLES"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def radar_samples_dir() -> Path:
+    """``$NOWCAST_RADAR_SAMPLES``, else ``<repo>/../shared/radar-samples``."""
+    return Path(os.environ.get(SAMPLES_ENV) or REPO.parent / "shared" / "radar-samples")
+
+
+@pytest.fixture(scope="session")
+def radar_samples() -> Path:
+    """Root of the real samples (``radar/fmi/pgm``, ``radar/bom/prcp-c10/66``); skips when absent."""
+    root = radar_samples_dir()
+    if not (root / "radar").is_dir():
+        pytest.skip(f"real radar samples not found at {root} (set {SAMPLES_ENV} to their directory)")
+    return root
+
+
+def _converted(name: str, src: Path, dst: Path) -> Path:
+    from data_prep.registry import get_converter
+    from data_prep.runner import convert
+
+    convert(get_converter(name)(src), dst, workers=1, progress=False)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def fmi_sample_store(radar_samples, tmp_path_factory) -> Path:
+    """Store of the FMI samples: 2 events (2016-09-28, 2017-05-09) of 40 frames, 1226 x 760, uint8 dBZ."""
+    return _converted("fmi", radar_samples / "radar/fmi/pgm", tmp_path_factory.mktemp("fmi") / "fmi.zarr")
+
+
+@pytest.fixture(scope="session")
+def bom_sample_store(radar_samples, tmp_path_factory) -> Path:
+    """Store of the BoM radar 66 samples: 1 event of 144 frames, 512 x 512, int16 mm per 10 min."""
+    src = radar_samples / "radar/bom/prcp-c10/66"
+    return _converted("bom", src, tmp_path_factory.mktemp("bom") / "bom.zarr")

@@ -1,0 +1,78 @@
+"""The real FMI and BoM samples convert, with correct times, physical values, and the importers' values."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data_prep.operational import pysteps_importer
+from data_prep.runner import report_path
+from nowcast_pl.data.store import RadarStore
+
+
+def _frame_path(store: RadarStore, src, pattern: str, index: int):
+    return src / store.times[index].astype(object).strftime(pattern)
+
+
+def test_fmi_two_days_5_minutes_physical_dbz(fmi_sample_store):
+    store = RadarStore(fmi_sample_store)
+    assert store.attrs["time_step_seconds"] == 300
+    assert list(store.event_names) == ["fmi_20160928T144500", "fmi_20170509T104500"]
+    assert store.frame_shape == (1226, 760) and len(store) == 80 and store.frame_valid.all()
+    assert store.encoding.units == "dBZ" and store.encoding.dtype == "uint8"
+    for event in range(2):
+        times = store.times[store.event == event]
+        assert times.size == 40 and np.all(np.diff(times) == np.timedelta64(300, "s"))
+    dbz = store.encoding.decode(store.read_raw(30, 40))
+    finite = dbz[np.isfinite(dbz)]
+    assert -32.0 <= finite.min() and finite.max() <= 95.0
+    assert 40.0 < finite.max() < 70.0  # convective cores, not saturated or garbage
+    assert 0.05 < np.mean(finite > 10.0) < 0.5  # rain over part of the domain
+    assert 0.1 < np.isnan(dbz).mean() < 0.5  # outside radar coverage
+
+
+def test_fmi_decodes_to_the_pysteps_importer_output(fmi_sample_store, radar_samples):
+    store = RadarStore(fmi_sample_store)
+    src = radar_samples / "radar/fmi/pgm"
+    pattern = "%Y%m%d/%Y%m%d%H%M_fmi.radar.composite.lowest_FIN_SUOMI1.pgm.gz"
+    for index in (0, 33, 79):
+        want, _, _ = pysteps_importer("fmi_pgm")(str(_frame_path(store, src, pattern, index)), gzipped=True)
+        got = store.encoding.decode(store.read_raw(index, index + 1))[0]
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_array_equal(got[np.isfinite(got)], want[np.isfinite(want)])
+
+
+def test_bom_one_day_10_minutes_physical_mm(bom_sample_store):
+    store = RadarStore(bom_sample_store)
+    assert store.attrs["time_step_seconds"] == 600 and store.attrs["accumulation_minutes"] == 10
+    assert len(store) == 144 and len(store.event_names) == 1 and store.frame_valid.all()
+    assert np.all(np.diff(store.times) == np.timedelta64(600, "s"))
+    assert str(store.times[0]) == "2020-10-31T00:00:00"
+    assert store.encoding.units == "mm" and store.encoding.scale_factor == 0.05
+    mm = store.encoding.decode(store.read_raw(0, 144))
+    assert np.nanmin(mm) == 0.0 and 1.0 < np.nanmax(mm) < 100.0
+    assert np.mean(mm > 0) > 0.01
+    assert store.attrs["pixel_size_m"] == 500.0
+
+
+def test_bom_decodes_to_the_pysteps_importer_output(bom_sample_store, radar_samples):
+    store = RadarStore(bom_sample_store)
+    src = radar_samples / "radar/bom/prcp-c10/66"
+    for index in (0, 72, 143):
+        path = _frame_path(store, src, "%Y/%m/%d/66_%Y%m%d_%H%M%S.prcp-c10.nc", index)
+        want, _, meta = pysteps_importer("bom_rf3")(str(path))
+        want = np.ma.filled(want, np.nan)
+        got = store.encoding.decode(store.read_raw(index, index + 1))[0].astype(np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        assert meta["accutime"] == 10
+
+
+@pytest.mark.parametrize("fixture", ["fmi_sample_store", "bom_sample_store"])
+def test_sample_conversions_are_clean_and_reported(fixture, request):
+    path = request.getfixturevalue(fixture)
+    report = json.loads(report_path(path).read_text())
+    assert report["summary"]["events_empty"] == 0
+    assert report["summary"]["frames_missing"] == 0
+    assert {e["action"] for e in report["entries"]} <= {"note"}  # only the gap between the FMI days
+    assert RadarStore(path).attrs["conversion"]["store_frames"] == report["summary"]["store_frames"]
