@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, StoreSpec
+from data_prep.errors import UsageError
 from nowcast_pl.data.synthetic import (
     SYNTHETIC_ENCODING,
     SyntheticRadarConfig,
@@ -35,10 +36,10 @@ class SyntheticConverter(Converter):
 
     name = "synthetic"
     layout_help = (
-        "No source archive is needed: events are generated deterministically from --seed (--src may be "
-        "omitted and is ignored). Event k is named synthetic-{k:04d} and starts on 2020-01-01 + k days "
-        "(events 0-30 in January 2020, 31-59 in February, 60-90 in March). Frames are reflectivity in "
-        "uint8, dBZ = 70 * raw / 255 - 10 (HKO-7 encoding), every 300 s on a 1 km grid."
+        "no source archive: events are generated deterministically from --seed (--src is ignored)\n"
+        "Event k is named synthetic-{k:04d} and starts on 2020-01-01 + k days (events 0-30 fall in January\n"
+        "2020, 31-59 in February, 60-90 in March). Frames are reflectivity in uint8, dBZ = 70 * raw / 255 - 10\n"
+        "(HKO-7 encoding), every 300 s on a 1 km grid."
     )
 
     def __init__(
@@ -53,14 +54,17 @@ class SyntheticConverter(Converter):
         **options: Any,
     ) -> None:
         if events < 0 or seed < 0:
-            raise ValueError(f"synthetic: --events={events} and --seed={seed} must be non-negative")
+            raise UsageError(f"synthetic: --events={events} and --seed={seed} must be non-negative")
         self.src = None if src is None else Path(src)
         self.options = options
         self.events = events
         self.seed = seed
-        self.config = SyntheticRadarConfig(
-            height=size, width=size, n_frames=frames, missing_frame_rate=missing_frame_rate
-        )
+        try:
+            self.config = SyntheticRadarConfig(
+                height=size, width=size, n_frames=frames, missing_frame_rate=missing_frame_rate
+            )
+        except ValueError as error:
+            raise UsageError(f"synthetic: {error} (check --size, --frames, --missing-frame-rate)") from error
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ import pytest
 import xarray as xr
 
 from data_prep.base import ConversionReport
+from data_prep.errors import UsageError
 from data_prep.synthetic import SyntheticConverter
 from nowcast_pl.data import RadarStore, RadarStoreWriter
 from nowcast_pl.data.synthetic import (
@@ -156,13 +157,20 @@ def test_invalid_config_is_rejected():
 def test_converter_options_parse():
     parser = argparse.ArgumentParser()
     SyntheticConverter.add_arguments(parser)
-    options = vars(parser.parse_args(["--events", "5", "--seed", "3", "--frames", "8", "--size", "32",
-                                      "--missing-frame-rate", "0.1"]))
+    options = vars(
+        parser.parse_args(
+            ["--events", "5", "--seed", "3", "--frames", "8", "--size", "32", "--missing-frame-rate", "0.1"]
+        )
+    )
     converter = SyntheticConverter(**options)
     assert converter.name == "synthetic" and converter.src is None
     assert converter.spec().frame_shape == (32, 32)
     assert converter.config.n_frames == 8 and converter.config.missing_frame_rate == 0.1
     assert len(converter.list_events(ConversionReport())) == 5
+    with pytest.raises(UsageError, match="--missing-frame-rate"):
+        SyntheticConverter(missing_frame_rate=2.0)
+    with pytest.raises(UsageError, match="--seed"):
+        SyntheticConverter(seed=-1)
 
 
 def test_converter_writes_the_same_store_in_any_order(tmp_path):
@@ -173,8 +181,7 @@ def test_converter_writes_the_same_store_in_any_order(tmp_path):
     data = {ref.name: converter.read_event(ref, report) for ref in reversed(refs)}
     spec = converter.spec()
     path = tmp_path / "conv.zarr"
-    with RadarStoreWriter(path, frame_shape=spec.frame_shape, encoding=spec.encoding,
-                          metadata=spec.metadata) as writer:
+    with RadarStoreWriter(path, frame_shape=spec.frame_shape, encoding=spec.encoding, metadata=spec.metadata) as writer:
         for ref in refs:
             event = data[ref.name]
             writer.append_event(event.name, event.times, event.frames, frame_valid=event.frame_valid)
