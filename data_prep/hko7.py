@@ -148,6 +148,7 @@ class Hko7Converter(Converter):
         frames = np.full((axis.size, *GRID), GREY_FILL, dtype=np.uint8)
         pixel_valid = np.ones((axis.size, *GRID), dtype=bool)
         valid = np.zeros(axis.size, dtype=bool)
+        saturated = 0
         for k in slot:
             relative = _relative_png(axis[k])
             png = self.src / "radarPNG" / relative
@@ -155,16 +156,15 @@ class Hko7Converter(Converter):
                 report.add(png, "listed frame has no PNG; recorded as missing", "filled_missing", ref.name)
                 continue
             try:
-                frames[k] = read_grey_png(png, GRID)
+                frames[k], count = reserve_fill(read_grey_png(png, GRID))
             except FrameError as err:
                 report.add(png, f"{err}; recorded as missing", "skipped", ref.name)
                 continue
-            valid[k] = True
+            valid[k], saturated = True, saturated + count
             pixel_valid[k] = _read_mask(self.src / "radarPNG_mask" / relative.with_suffix(".mask"), report, ref.name)
         if not valid.any():
             report.add(file, "no readable frame in this event", "skipped", ref.name)
             return None
-        frames, saturated = reserve_fill(frames)
         if saturated:
             report.add(file, saturation_note(saturated), "note", ref.name)
         return EventData(name=ref.name, times=axis, frames=frames, frame_valid=valid, pixel_valid=pixel_valid)

@@ -33,12 +33,15 @@ def test_every_problem_is_reported_and_nothing_else(archive, converted):
     _, expected, _ = archive
     _, report = converted
     assert problems(report) == expected.problems
+    notes = [e.reason for e in report.entries if e.file.endswith("radarPNG") and e.action == "note"]
+    assert notes == ["100 pixel(s) of grey level 255 stored as 254 (255 is the store's fill value)"]
 
 
 def test_encoding_and_static_mask(converted):
     store, _ = converted
-    np.testing.assert_allclose(store.encoding.decode(np.array([0, 254, 255], np.uint8)),
-                               [-10.0, 70 * 254 / 255 - 10, np.nan], rtol=1e-6)
+    np.testing.assert_allclose(
+        store.encoding.decode(np.array([0, 254, 255], np.uint8)), [-10.0, 70 * 254 / 255 - 10, np.nan], rtol=1e-6
+    )
     assert store.encoding.units == "dBZ" and store.attrs["time_step_seconds"] == 360
     assert store.static_mask.shape == GRID
     assert not store.static_mask[:20].any() and store.static_mask[20:].all()
@@ -58,9 +61,11 @@ def test_index_pickles_define_frames_and_prefix_event_names(archive, tmp_path):
         image, valid = expected_frame(DAY1[k], k)
         np.testing.assert_array_equal(store.read_raw(rows[k], rows[k] + 1)[0], image)
         np.testing.assert_array_equal(store.read_pixel_valid(rows[k], rows[k] + 1)[0], valid)
-    assert {("hko7_rainy_test.pkl", "hko7_rainy_test/20150110", "dropped_duplicate"),
-            ("hko7_rainy_test.pkl", "hko7_rainy_test/20150110", "filled_missing"),
-            ("RAD150110010600.png", "hko7_rainy_test/20150110", "filled_missing")} <= problems(report)
+    assert {
+        ("hko7_rainy_test.pkl", "hko7_rainy_test/20150110", "dropped_duplicate"),
+        ("hko7_rainy_test.pkl", "hko7_rainy_test/20150110", "filled_missing"),
+        ("RAD150110010600.png", "hko7_rainy_test/20150110", "filled_missing"),
+    } <= problems(report)
     assert len(listed["hko7_rainy_train"]) == np.sum(store.event == 1)
 
 
