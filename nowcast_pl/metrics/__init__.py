@@ -1,0 +1,35 @@
+"""Evaluation metrics as torchmetrics ``Metric``s with sum states (exact under DDP).
+
+Inputs of every ``update(preds, target, mask=None)``: (B, T, H, W) or (B, T, 1, H, W) fields already in
+the evaluation value space; see ``docs/metrics.md`` for the key formats and the paper protocols.
+"""
+
+from nowcast_pl.metrics.categorical import CategoricalScores, max_pool_frames, threshold_label
+from nowcast_pl.metrics.continuous import FrameSSIM, MeanError
+from nowcast_pl.metrics.perceptual import LPIPSScore, backbone_checkpoint_path
+from nowcast_pl.metrics.protocols import (
+    PROTOCOLS,
+    EvaluationProtocol,
+    LPIPSSettings,
+    PooledCSI,
+    build_metrics,
+    flatten_scores,
+    resolve_protocol,
+)
+
+__all__ = [
+    "PROTOCOLS",
+    "CategoricalScores",
+    "EvaluationProtocol",
+    "FrameSSIM",
+    "LPIPSScore",
+    "LPIPSSettings",
+    "MeanError",
+    "PooledCSI",
+    "backbone_checkpoint_path",
+    "build_metrics",
+    "flatten_scores",
+    "max_pool_frames",
+    "resolve_protocol",
+    "threshold_label",
+]
