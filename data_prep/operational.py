@@ -102,9 +102,10 @@ class OperationalConverter(Converter):
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         group = parser.add_argument_group("operational archive options")
-        group.add_argument("--path-fmt", help=f"directory pattern under --src (default {cls.path_fmt!r})")
-        group.add_argument("--fn-pattern", help=f"file-name pattern (default {cls.fn_pattern!r})")
-        group.add_argument("--fn-ext", help=f"file extension (default {cls.fn_ext!r})")
+        for option, what, default in (("--path-fmt", "directory pattern under --src", cls.path_fmt),
+                                      ("--fn-pattern", "file-name pattern", cls.fn_pattern),
+                                      ("--fn-ext", "file extension", cls.fn_ext)):
+            group.add_argument(option, help=f"{what} (default {default!r})".replace("%", "%%"))
         group.add_argument("--timestep", type=float, help="time step in minutes (default: inferred)")
         group.add_argument("--max-gap", type=int, default=1, help="longest run of missing steps kept as "
                            "missing frames inside an event; longer gaps split events (default 1)")

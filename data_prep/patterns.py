@@ -122,6 +122,9 @@ class TimePattern:
             clock = dt.time(fields.get("H", 0), fields.get("M", 0), fields.get("S", 0))
         except ValueError as error:
             raise ValueError(f"{relative}: not a valid time for {self.pattern!r} ({error})") from None
+        doy = day.timetuple().tm_yday
+        if fields.get("j", doy) != doy or fields.get("y", year % 100) != year % 100:
+            raise ValueError(f"{relative}: the date differs between its occurrences in {self.pattern!r}")
         return dt.datetime.combine(day.date(), clock)
 
     def format(self, time: dt.datetime) -> str:

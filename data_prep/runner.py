@@ -64,7 +64,7 @@ def _read_in_worker(ref: EventRef) -> tuple[EventData | None, list[ReportEntry]]
     return _read(_worker_converter, ref)
 
 
-class _Readers:
+class EventReader:
     """Reads events in order, in this process (``workers <= 1``) or in a pool of worker processes.
 
     The pool's processes are started on entering, before the caller opens the store: with the ``fork``
@@ -77,7 +77,7 @@ class _Readers:
         self.converter, self.workers = converter, workers
         self.pool: ProcessPoolExecutor | None = None
 
-    def __enter__(self) -> _Readers:
+    def __enter__(self) -> EventReader:
         if self.workers > 1:
             method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None
             self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context(method),
@@ -156,7 +156,7 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         _partial_path(dst).unlink(missing_ok=True)
     for leftover in dst.rglob("*.partial") if dst.exists() and not overwrite else ():
         leftover.unlink()  # temporary files of zarr writes cut by a kill
-    with _Readers(converter, workers) as readers:
+    with EventReader(converter, workers) as readers:
         writer = RadarStoreWriter(dst, frame_shape=spec.frame_shape, encoding=spec.encoding,
                                   metadata=spec.metadata, static_mask=spec.static_mask,
                                   pixel_masks=spec.pixel_masks, coords=spec.coords, overwrite=overwrite)
