@@ -104,8 +104,9 @@ class CikmConverter(Converter):
 
     name = "cikm"
     layout_help = (
-        "<src>/**/train.txt, testA.txt, testB.txt: lines '<id>,<label>,<15*4*101*101 ints>' "
-        "(CIKM AnalytiCup 2017)"
+        "CIKM AnalytiCup 2017 radar samples: text lines of 15 x 4 heights x 101 x 101 ints, 6 min\n"
+        "  SRC/**/train.txt, SRC/**/testA.txt, SRC/**/testB.txt   ('<id>,<label>,<612060 ints>', -1 = missing)\n"
+        "One event per line, named <split>/<n>; --height-index picks the level (2 = 2.5 km); times are synthetic."
     )
 
     def __init__(self, src: str | Path, *, height_index: int = 2,

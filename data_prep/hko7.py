@@ -76,8 +76,12 @@ class Hko7Converter(Converter):
 
     name = "hko7"
     layout_help = (
-        "<src>/radarPNG/YYYY/MM/DD/RADyymmddHHMM00.png, <src>/radarPNG_mask/.../*.mask, optional "
-        "<src>/mask_dat.npz and pandas index pickles such as <src>/pd/hko7_rainy_test.pkl"
+        "HKO-7 radar PNGs (Hong Kong Observatory): 480 x 480 grey p, dBZ = 70 p / 255 - 10, every 6 min\n"
+        "  SRC/radarPNG/2015/01/10/RAD150110000000.png       (frames)\n"
+        "  SRC/radarPNG_mask/2015/01/10/RAD150110000000.mask (zlib bool mask -> pixel_valid)\n"
+        "  SRC/mask_dat.npz or SRC/hko_data/mask_dat.npz     (exclude_mask -> static_mask, optional)\n"
+        "  SRC/pd/hko7_rainy_{train,valid,test}.pkl          (frame lists for --index, optional)\n"
+        "Events are days (YYYYMMDD, or <index>/YYYYMMDD with --index) on a 6-min axis with missing frames."
     )
 
     def __init__(self, src: str | Path, *, index: list[str] | None = None, mask_dat: str | None = None,

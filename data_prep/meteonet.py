@@ -75,9 +75,11 @@ class MeteoNetConverter(Converter):
 
     name = "meteonet"
     layout_help = (
-        "<src>/**/reflectivity_old_<ZONE>_<YYYY>_<MM>.<part>.npz (data, dates, miss_dates) and optionally "
-        "radar_coords_<ZONE>.npz, or the nested <ZONE>_reflectivity_old_product_<YYYY>.tar.gz archives "
-        "with --extract-to"
+        "MeteoNet reflectivity, old product (Meteo-France): npz parts, NW 565 x 784 / SE 515 x 784, 5 min\n"
+        "  SRC/**/reflectivity_old_NW_2016_08.3.npz   (data (T, H, W) int16, dates, miss_dates)\n"
+        "  SRC/**/radar_coords_NW.npz                 (lats, lons; optional)\n"
+        "  SRC/NW/radar/reflectivity_old_product/NW_reflectivity_old_product_2016.tar.gz (needs --extract-to)\n"
+        "Events are UTC days (YYYYMMDD) on the axis sorted(dates + miss_dates); values are dBZ class bounds."
     )
 
     def __init__(self, src: str | Path, *, zone: str = "NW", extract_to: str | None = None) -> None:

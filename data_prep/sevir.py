@@ -76,8 +76,11 @@ class SevirConverter(Converter):
 
     name = "sevir"
     layout_help = (
-        "<src>/CATALOG.csv and <src>/data/vil/<year>/SEVIR_VIL_*.h5 with datasets id (N,) and "
-        "vil (N, 384, 384, 49) uint8, as in s3://sevir"
+        "SEVIR VIL events (MIT-LL, s3://sevir): CATALOG.csv + HDF5, 384 x 384 px at 1 km, 49 frames at 5 min\n"
+        "  SRC/CATALOG.csv                                           (img_type 'vil' rows are used)\n"
+        "  SRC/data/vil/2019/SEVIR_VIL_STORMEVENTS_2019_0701_1231.h5 (id (N,), vil (N, 384, 384, 49) uint8 NHWT)\n"
+        "One event per id, times time_utc + minute_offsets; 255 = missing is kept as the fill value and\n"
+        "pct_missing > 0 is stored in the 'pct_missing' attribute; repeated ids follow --duplicates."
     )
 
     def __init__(self, src: str | Path, *, catalog: str = "CATALOG.csv", duplicates: str = "drop") -> None:

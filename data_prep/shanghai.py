@@ -72,8 +72,10 @@ class ShanghaiConverter(Converter):
 
     name = "shanghai"
     layout_help = (
-        "<src>/<sequence>/*.png (8-bit grey, name order = time order), or DiffCast's shanghai.h5 "
-        "(groups train/test of (25, H, W) uint8 datasets '0'..'N-1' and all_len)"
+        "Shanghai radar echoes (Chen et al. 2020): PNG sequence folders or DiffCast's shanghai.h5, 6 min\n"
+        "  SRC/<sequence>/<frame>.png   (8-bit grey; name order = time order; events train/<seq>, test/<seq>)\n"
+        "  SRC/shanghai.h5 or SRC=*.h5  (groups train/test: datasets '0'..'N-1' (25, H, W) uint8, all_len)\n"
+        "Raw grey levels are stored (scale disputed: x70 RainDiff, x90 DiffCast); times are synthetic."
     )
 
     def __init__(self, src: str | Path, *, layout: str = "auto", train_fraction: float = 0.85,

@@ -5,7 +5,9 @@ import pytest
 
 from data_prep.base import ConversionReport
 from data_prep.cikm import CikmConverter, CikmLineError, parse_line
+from data_prep.cli import main
 from data_prep.errors import UsageError
+from nowcast_pl.data import RadarStore
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.cikm import SMALL, line, sample, write_cikm, write_full
 
@@ -74,3 +76,11 @@ def test_bad_options_and_empty_source(tmp_path):
         CikmConverter(tmp_path, height_index=4)
     with pytest.raises(UsageError, match="train.txt"):
         CikmConverter(tmp_path).list_events(ConversionReport())
+
+
+def test_command_line_on_a_full_size_line(tmp_path):
+    values = write_full(tmp_path / "raw")
+    args = ["cikm", "--src", str(tmp_path / "raw"), "--dst", str(tmp_path / "c.zarr"), "--height-index", "3",
+            "--no-progress"]
+    assert main(args) == 0
+    np.testing.assert_array_equal(RadarStore(tmp_path / "c.zarr").read_raw(0, 15), values[:, 3])

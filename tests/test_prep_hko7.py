@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from data_prep.base import ConversionReport
+from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.hko7 import Hko7Converter
+from nowcast_pl.data import RadarStore
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.hko7 import BAD_MASK, DAY1, DAY2, GRID, SATURATED, STEP, expected_frame, write_hko7, write_index
 
@@ -85,3 +87,12 @@ def test_bad_inputs_raise_with_the_file_name(archive, tmp_path):
         Hko7Converter(root, mask_dat="nope.npz")
     with pytest.raises(FileNotFoundError, match="no RAD"):
         Hko7Converter(tmp_path).list_events(ConversionReport())
+
+
+def test_command_line(archive, tmp_path):
+    root, _, _ = archive
+    args = ["hko7", "--src", str(root), "--dst", str(tmp_path / "h.zarr"), "--index", "pd/hko7_rainy_test.pkl",
+            "--index", "pd/hko7_rainy_train.pkl", "--max-gap", "20", "--no-progress"]
+    assert main(args) == 0
+    names = RadarStore(tmp_path / "h.zarr").event_names.tolist()
+    assert names == ["hko7_rainy_test/20150110-0000", "hko7_rainy_train/20150111-1200"]

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from data_prep.base import ConversionReport
+from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.meteonet import MeteoNetConverter
+from nowcast_pl.data import RadarStore
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.meteonet import expected_se, write_meteonet
 
@@ -75,3 +77,11 @@ def test_bad_zone_and_empty_source(tmp_path):
         MeteoNetConverter(tmp_path, zone="XX")
     with pytest.raises(FileNotFoundError, match="reflectivity_old_NW"):
         MeteoNetConverter(tmp_path).list_events(ConversionReport())
+
+
+def test_command_line(archive, tmp_path):
+    root, _ = archive
+    args = ["meteonet", "--src", str(root), "--dst", str(tmp_path / "m.zarr"), "--zone", "NW", "--extract-to",
+            str(tmp_path / "x"), "--no-progress"]
+    assert main(args) == 0
+    assert RadarStore(tmp_path / "m.zarr").event_names.tolist() == ["20160830", "20160831", "20160901"]

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.sevir import SevirConverter
+from nowcast_pl.data import RadarStore
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.sevir import VIL_OFFSETS, vil_event, write_sevir
 
@@ -71,3 +73,10 @@ def test_bad_options_and_catalogue_errors_name_the_fix(archive, tmp_path):
     (tmp_path / "CATALOG.csv").write_text("a,b\n1,2\n")
     with pytest.raises(UsageError, match="lacks columns"):
         SevirConverter(tmp_path).spec()
+
+
+def test_command_line(archive, tmp_path):
+    root, _ = archive
+    args = ["sevir", "--src", str(root), "--dst", str(tmp_path / "s.zarr"), "--duplicates", "first", "--no-progress"]
+    assert main(args) == 0
+    assert "S800002" in RadarStore(tmp_path / "s.zarr").event_names

@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.shanghai import ShanghaiConverter
+from nowcast_pl.data import RadarStore
 from tests.fixtures import assert_store_matches, convert, problems
 from tests.fixtures.shanghai import write_h5, write_pngs
 
@@ -67,3 +69,12 @@ def test_bad_options_name_the_fix(png_archive, tmp_path):
         ShanghaiConverter(root, layout="h5")
     with pytest.raises(UsageError, match="no <sequence>"):
         ShanghaiConverter(tmp_path).spec()
+
+
+def test_command_line(png_archive, tmp_path):
+    root, _ = png_archive
+    args = ["shanghai", "--src", str(root), "--dst", str(tmp_path / "s.zarr"), "--layout", "png",
+            "--train-fraction", "0.4", "--grid", "64", "64", "--no-progress"]
+    assert main(args) == 0
+    names = RadarStore(tmp_path / "s.zarr").event_names.tolist()
+    assert names == ["train/seq_0001", "test/seq_0002", "test/seq_0003"]
