@@ -101,14 +101,15 @@ def reference_scores(counts, aggregation):
     hits, misses, false_alarms, negatives = counts.astype(np.float64)
     if aggregation == "global":
         hits, misses, false_alarms, negatives = (c.sum(axis=-1, keepdims=True) for c in counts.astype(float))
-    scores = {
-        "csi": hits / (hits + misses + false_alarms),
-        "pod": hits / (hits + misses),
-        "far": false_alarms / (hits + false_alarms),
-        "hss": 2
-        * (hits * negatives - false_alarms * misses)
-        / ((hits + misses) * (misses + negatives) + (hits + false_alarms) * (false_alarms + negatives)),
-    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scores = {
+            "csi": hits / (hits + misses + false_alarms),
+            "pod": hits / (hits + misses),
+            "far": false_alarms / (hits + false_alarms),
+            "hss": 2
+            * (hits * negatives - false_alarms * misses)
+            / ((hits + misses) * (misses + negatives) + (hits + false_alarms) * (false_alarms + negatives)),
+        }
     return {name: values.mean(axis=-1) for name, values in scores.items()}
 
 
@@ -139,6 +140,7 @@ def test_counts_and_scores_match_pysteps(aggregation):
             assert results[f"{score}@{label}"].item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:CategoricalScores.*undefined")
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("aggregation", ["per_lead", "global"])
 @pytest.mark.parametrize(("kernel", "stride", "padding", "size"), POOLINGS)

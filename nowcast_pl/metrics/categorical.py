@@ -2,7 +2,8 @@
 
 With H = hits, M = misses, F = false alarms and R = correct negatives:
 CSI = H/(H+M+F), POD = H/(H+M), FAR = F/(H+F), HSS = 2(HR - FM)/[(H+M)(M+R) + (H+F)(F+R)].
-A score whose denominator is 0 (e.g. CSI when neither field has an event) is undefined: it is reported
+A score whose denominator is 0 (CSI or POD without an observed event, FAR without a forecast event, HSS
+when every counted pixel is an event in both fields or in neither) is undefined: it is reported
 as NaN, the NaN propagates into the means over lead times and thresholds, and a warning names the keys.
 """
 
@@ -211,7 +212,11 @@ class CategoricalScores(Metric):
                 key = f"{score}{self.tag}@{threshold_label(threshold)}{self.unit}"
                 results |= lead_time_scores(key, per_lead[score][index], aggregated[score][index])
             results[f"{score}{self.tag}_m"] = aggregated[score].mean().to(torch.float32)
-        warn_if_undefined(results, type(self).__name__, "zero denominator: no events in the counted pixels")
+        warn_if_undefined(
+            results,
+            type(self).__name__,
+            "zero denominator: no forecast or observed event, or for HSS events everywhere",
+        )
         return results
 
 

@@ -172,15 +172,14 @@ def ssim_maps(preds: Tensor, target: Tensor, data_range: float) -> Tensor:
         data_range: L in C1 = (0.01 L)², C2 = (0.03 L)², same units as the fields.
 
     Returns:
-        (N, H - 10, W - 10) float64; the border pixels whose window would leave the frame are dropped,
-        which equals DiffCast's filter-with-reflect-101-then-crop-5-pixels.
+        (N, H - 10, W - 10) float64 (float64 is never autocast to bf16). The border pixels whose window
+        would leave the frame are dropped, which equals DiffCast's filter-with-reflect-101-then-crop-5-px.
     """
     window = gaussian_window().to(preds.device)
     x, y = preds.to(torch.float64)[:, None], target.to(torch.float64)[:, None]
     moments = torch.cat([x, y, x * x, y * y, x * y], dim=1)
-    with torch.autocast(device_type=preds.device.type, enabled=False):
-        moments = F.conv2d(moments, window.view(1, 1, -1, 1).expand(5, 1, -1, 1), groups=5)
-        moments = F.conv2d(moments, window.view(1, 1, 1, -1).expand(5, 1, 1, -1), groups=5)
+    moments = F.conv2d(moments, window.view(1, 1, -1, 1).expand(5, 1, -1, 1), groups=5)
+    moments = F.conv2d(moments, window.view(1, 1, 1, -1).expand(5, 1, 1, -1), groups=5)
     mu_x, mu_y, xx, yy, xy = moments.unbind(dim=1)
     var_x, var_y, cov_xy = xx - mu_x**2, yy - mu_y**2, xy - mu_x * mu_y
     c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
