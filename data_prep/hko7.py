@@ -129,33 +129,38 @@ class Hko7Converter(Converter):
 
     def list_events(self, report: ConversionReport) -> list[EventRef]:
         if self.index:
-            sources = [(_index_label(p), p, _read_index(p)) for p in self.index]
+            sources = []
+            for path in self.index:
+                times = _read_index(path)
+                pngs = [str(self.src / "radarPNG" / _relative_png(t)) for t in times]
+                sources.append((_index_label(path), path, times, pngs))
         else:
-            sources = [("", self.src / "radarPNG", self._png_times(report))]
+            sources = [("", self.src / "radarPNG", *self._png_times(report))]
         refs = []
-        for label, file, times in sources:
-            by_day: dict[str, list[np.datetime64]] = defaultdict(list)
-            for t in times:
-                by_day[str(t)[:10].replace("-", "")].append(t)
-            for day, day_times in sorted(by_day.items()):
-                for piece in _split_runs(np.sort(np.array(day_times, dtype="datetime64[s]")), self.max_gap):
+        for label, listing, times, pngs in sources:
+            by_day: dict[str, list[int]] = defaultdict(list)
+            for i, t in enumerate(times):
+                by_day[str(t)[:10].replace("-", "")].append(i)
+            for day, rows in sorted(by_day.items()):
+                rows = sorted(rows, key=lambda i: times[i])
+                for piece in _split_runs(np.array([times[i] for i in rows], dtype="datetime64[s]"), self.max_gap):
+                    picked, rows = rows[:piece.size], rows[piece.size:]
                     name = day if self.max_gap is None else f"{day}-{str(piece[0])[11:16].replace(':', '')}"
-                    pngs = tuple(str(self.src / "radarPNG" / _relative_png(t)) for t in piece)
-                    refs.append(EventRef(name=f"{label}/{name}" if label else name, files=pngs,
-                                         info={"times": [str(t) for t in piece], "listing": str(file)}))
+                    refs.append(EventRef(name=f"{label}/{name}" if label else name,
+                                         files=tuple(pngs[i] for i in picked),
+                                         info={"times": [str(t) for t in piece], "listing": str(listing)}))
         return refs
 
     def read_event(self, ref: EventRef, report: ConversionReport) -> EventData | None:
         file = ref.info["listing"]
         times = np.array(ref.info["times"], dtype="datetime64[s]")
-        axis, _, slot = to_regular_axis(times, STEP_SECONDS, report, file=file, event=ref.name)
+        axis, take, slot = to_regular_axis(times, STEP_SECONDS, report, file=file, event=ref.name)
         frames = np.full((axis.size, *GRID), GREY_FILL, dtype=np.uint8)
         pixel_valid = np.ones((axis.size, *GRID), dtype=bool)
         valid = np.zeros(axis.size, dtype=bool)
         saturated = 0
-        for k in slot:
-            relative = _relative_png(axis[k])
-            png = self.src / "radarPNG" / relative
+        for i, k in zip(take, slot, strict=True):
+            png = Path(ref.files[i])
             if not png.is_file():
                 report.add(png, "listed frame has no PNG; recorded as missing", "filled_missing", ref.name)
                 continue
@@ -165,7 +170,8 @@ class Hko7Converter(Converter):
                 report.add(png, f"{err}; recorded as missing", "skipped", ref.name)
                 continue
             valid[k], saturated = True, saturated + count
-            pixel_valid[k] = _read_mask(self.src / "radarPNG_mask" / relative.with_suffix(".mask"), report, ref.name)
+            mask = self.src / "radarPNG_mask" / png.relative_to(self.src / "radarPNG").with_suffix(".mask")
+            pixel_valid[k] = _read_mask(mask, report, ref.name)
         if not valid.any():
             report.add(file, "no readable frame in this event", "skipped", ref.name)
             return None
@@ -173,17 +179,19 @@ class Hko7Converter(Converter):
             report.add(file, saturation_note(saturated), "note", ref.name)
         return EventData(name=ref.name, times=axis, frames=frames, frame_valid=valid, pixel_valid=pixel_valid)
 
-    def _png_times(self, report: ConversionReport) -> list[np.datetime64]:
-        times = []
+    def _png_times(self, report: ConversionReport) -> tuple[list[np.datetime64], list[str]]:
+        """Times parsed from the PNG file names, and the PNG paths, in path order."""
+        times, paths = [], []
         for png in sorted((self.src / "radarPNG").rglob("*.png")):
             match = PNG_NAME.fullmatch(png.name)
             try:
                 times.append(np.datetime64(datetime.strptime(match.group(1), "%y%m%d%H%M"), "s"))
+                paths.append(str(png))
             except (AttributeError, ValueError):
                 report.add(png, "file name is not RADyymmddHHMM00.png with a valid time", "skipped")
         if not times:
             raise FileNotFoundError(f"hko7: no RAD*.png under {self.src / 'radarPNG'}; check --src")
-        return times
+        return times, paths
 
 
 def _find_mask_dat(src: Path, given: str | None) -> Path | None:
