@@ -1,13 +1,17 @@
 """The real FMI and BoM samples convert, with correct times, physical values, and the importers' values."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from data_prep.operational import pysteps_importer
 from data_prep.runner import report_path
 from nowcast_pl.data.store import RadarStore
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _frame_path(store: RadarStore, src, pattern: str, index: int):
@@ -58,14 +62,17 @@ def test_bom_one_day_10_minutes_physical_mm(bom_sample_store):
 def test_bom_decodes_to_the_pysteps_importer_output(bom_sample_store, radar_samples):
     store = RadarStore(bom_sample_store)
     src = radar_samples / "radar/bom/prcp-c10/66"
-    for index in (0, 72, 143):
+    negative = {}
+    for index in (0, 106, 143):  # 106 (17:40) holds 7 pixels of raw -2 = -0.1 mm, stored as 0 (reported)
         path = _frame_path(store, src, "%Y/%m/%d/66_%Y%m%d_%H%M%S.prcp-c10.nc", index)
         want, _, meta = pysteps_importer("bom_rf3")(str(path))
         want = np.ma.filled(want, np.nan)
         got = store.encoding.decode(store.read_raw(index, index + 1))[0].astype(np.float64)
         np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
-        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(got, np.maximum(want, 0.0), rtol=1e-6, atol=1e-6)
         assert meta["accutime"] == 10
+        negative[index] = int(np.sum(want < 0))
+    assert negative == {0: 0, 106: 7, 143: 0}
 
 
 @pytest.mark.parametrize("fixture", ["fmi_sample_store", "bom_sample_store"])
@@ -74,5 +81,24 @@ def test_sample_conversions_are_clean_and_reported(fixture, request):
     report = json.loads(report_path(path).read_text())
     assert report["summary"]["events_empty"] == 0
     assert report["summary"]["frames_missing"] == 0
-    assert {e["action"] for e in report["entries"]} <= {"note"}  # only the gap between the FMI days
+    # FMI: the gap between the two days; BoM: a few pixels of -0.1 mm clipped to 0
+    assert {e["action"] for e in report["entries"]} <= {"note"}
     assert RadarStore(path).attrs["conversion"]["store_frames"] == report["summary"]["store_frames"]
+
+
+@pytest.mark.parametrize("name", ["fmi", "bom"])
+def test_data_configs_give_windows_on_the_sample_stores(name, request):
+    from nowcast_pl.data import RadarDataModule
+
+    config = yaml.safe_load((REPO / "configs" / "data" / f"{name}.yaml").read_text())["data"]["init_args"]
+    config["store"] = str(request.getfixturevalue(f"{name}_sample_store"))
+    module = RadarDataModule(**{**config, "num_workers": 0})
+    for stage in ("fit", "test"):
+        module.setup(stage)
+    sizes = {split: len(dataset) for split, dataset in module.datasets.items()}
+    assert min(sizes.values()) >= 2, sizes
+    item = module.datasets["test"][0]
+    h, w = config["frame_size"] if isinstance(config["frame_size"], list) else [config["frame_size"]] * 2
+    assert item["inputs"].shape == (config["in_frames"], 1, h, w)
+    assert item["targets"].shape == (config["out_frames"], 1, h, w)
+    assert 0.0 <= float(item["targets"].min()) and float(item["targets"].max()) <= 1.0
