@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ def _read(converter: Converter, ref: EventRef) -> tuple[EventData | None, list[R
 def _init_worker(converter: Converter) -> None:
     global _worker_converter
     _worker_converter = converter
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent shuts the pool
 
 
 def _read_in_worker(ref: EventRef) -> tuple[EventData | None, list[ReportEntry]]:
