@@ -189,7 +189,7 @@ class OperationalConverter(Converter):
                  "pysteps_version": importlib.metadata.version("pysteps"), "file_pattern": self.pattern.pattern,
                  "time_convention": "nominal product time from the file name (end of the accumulation period "
                                     "for accumulations)"}
-        if self._accutime:
+        if self._unit == "mm" and self._accutime:
             extra["accumulation_minutes"] = self._accutime
         metadata = StoreMetadata(
             title=self.title, source=f"{self.institution}; read with pysteps import_{self.importer}",

@@ -24,6 +24,7 @@ def test_fmi_two_days_5_minutes_physical_dbz(fmi_sample_store):
     assert list(store.event_names) == ["fmi_20160928T144500", "fmi_20170509T104500"]
     assert store.frame_shape == (1226, 760) and len(store) == 80 and store.frame_valid.all()
     assert store.encoding.units == "dBZ" and store.encoding.dtype == "uint8"
+    assert "accumulation_minutes" not in store.attrs and store.attrs["pixel_size_m"] == pytest.approx(999.674053)
     for event in range(2):
         times = store.times[store.event == event]
         assert times.size == 40 and np.all(np.diff(times) == np.timedelta64(300, "s"))
