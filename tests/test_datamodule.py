@@ -101,3 +101,15 @@ def test_training_order_depends_only_on_seed_and_epoch(store):
 def test_store_units_and_time_step_are_exposed(store):
     dm = _module(store)
     assert dm.units == ENCODING.units and dm.time_step_minutes == 5.0
+
+
+def test_pad_places_the_grid_like_center_crop_and_masks_the_border(store):
+    import torchvision.transforms.functional as TF
+
+    padded, plain = _module(store, frame_size=21, resize_method="pad"), _module(store)
+    padded.setup("test")
+    plain.setup("test")
+    item, reference = padded.datasets["test"][0], plain.datasets["test"][0]
+    torch.testing.assert_close(item["inputs"], TF.center_crop(reference["inputs"], [21, 21]))
+    assert item["input_mask"].sum() == reference["input_mask"].sum()
+    assert not item["input_mask"][..., 0, :].any() and not item["input_mask"][..., :, -3:].any()

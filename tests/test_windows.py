@@ -91,3 +91,20 @@ def test_unknown_event_names_are_an_error():
     times, event, valid, names = _archive(0)
     with pytest.raises(ValueError, match="not in the store"):
         find_windows(times, event, valid, names, length=3, time_step=STEP, split=Split(events=["zzz"]))
+
+
+def test_event_date_split_selects_whole_events_by_reference_time():
+    times, event, valid, names = _archive(0)
+    valid[:] = True
+    # Reference times: mid-event, as SEVIR's time_utc. Event "b" starts before the cut-off but its
+    # reference time is after it, so by event date it belongs wholly to the later split.
+    event_times = np.array([times[event == e][len(times[event == e]) // 2] for e in range(4)])
+    cut = str(times[event == 1][0] + STEP)
+    by_event = find_windows(times, event, valid, names, event_times=event_times, length=4, time_step=STEP,
+                            split=Split(after=cut, date_of="event"))
+    by_frames = find_windows(times, event, valid, names, event_times=event_times, length=4, time_step=STEP,
+                             split=Split(after=cut))
+    assert set(event[by_event]) == {1, 2, 3}
+    assert 10 in by_event and 10 not in by_frames  # the first window of "b" starts at the cut-off
+    with pytest.raises(ValueError, match="date_of"):
+        Split(date_of="window")

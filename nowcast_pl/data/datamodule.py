@@ -98,7 +98,8 @@ class RadarDataModule(pl.LightningDataModule):
         value_range: physical values (store units, e.g. dBZ) mapped to 0 and 1; values outside are clipped.
         splits: selection per split name (``train``, ``val``, ``test``, ``predict``); see :class:`Split`.
         frame_size: model grid size (one int for square frames, or [h, w]); None keeps the store's grid.
-        resize_method: ``bilinear``, ``bicubic``, ``nearest``, ``area`` or ``max`` (block maximum).
+        resize_method: ``bilinear``, ``bicubic``, ``nearest``, ``area``, ``max`` (block maximum) or ``pad``
+            (zero-pad around the centre, masked, e.g. CIKM 101 → 128 as DiffCast's ``CenterCrop``).
         antialias: antialias when downsampling with bilinear/bicubic (the papers did not).
         max_missing_frames: windows may contain up to this many missing frames (filled with 0, masked);
             0 drops every window with a missing frame.
@@ -177,7 +178,8 @@ class RadarDataModule(pl.LightningDataModule):
     def _build_dataset(self, split_name: str) -> RadarWindowDataset:
         store = self.store
         length = self.in_frames + self.out_frames
-        starts = find_windows(store.times, store.event, store.frame_valid, store.event_names, length=length,
+        starts = find_windows(store.times, store.event, store.frame_valid, store.event_names,
+                              event_times=store.event_times, length=length,
                               time_step=store.time_step, split=self.splits[split_name],
                               max_missing=self.max_missing_frames)
         if starts.size == 0:

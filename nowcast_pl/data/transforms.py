@@ -13,8 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ResizeMethod = Literal["bilinear", "bicubic", "nearest", "area", "max"]
-RESIZE_METHODS: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "area", "max")
+ResizeMethod = Literal["bilinear", "bicubic", "nearest", "area", "max", "pad"]
+RESIZE_METHODS: tuple[str, ...] = ("bilinear", "bicubic", "nearest", "area", "max", "pad")
 
 
 def scale_to_unit(physical: np.ndarray, value_range: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
@@ -46,8 +46,9 @@ def resize_frames(
     Args:
         frames: (T, C, H, W) float tensor.
         size: target (h, w).
-        method: interpolation (``align_corners=False``), ``"area"`` averaging, or ``"max"`` block maximum
-            (requires H, W to be integer multiples of h, w).
+        method: interpolation (``align_corners=False``), ``"area"`` averaging, ``"max"`` block maximum
+            (requires H, W to be integer multiples of h, w), or ``"pad"``: zero-padding centred as
+            torchvision's ``CenterCrop`` does for a larger size (requires h >= H, w >= W).
         antialias: low-pass before downsampling (bilinear/bicubic only).
 
     Returns:
@@ -58,6 +59,8 @@ def resize_frames(
     """
     if tuple(frames.shape[-2:]) == tuple(size):
         return frames
+    if method == "pad":
+        return _centre_pad(frames, size)
     if method == "max":
         fh, fw = frames.shape[-2] // size[0], frames.shape[-1] // size[1]
         if (fh * size[0], fw * size[1]) != tuple(frames.shape[-2:]):
@@ -83,6 +86,8 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int], *, method: ResizeMeth
     """
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
+    if method == "pad":
+        return _centre_pad(mask, size)
     if method == "nearest":
         return F.interpolate(mask.float(), size=size, mode="nearest") > 0.5
     invalid = (~mask).float()
@@ -92,3 +97,12 @@ def resize_mask(mask: torch.Tensor, size: tuple[int, int], *, method: ResizeMeth
     # invalid contributor mark the output invalid.
     spread = F.adaptive_max_pool2d(invalid, size)
     return spread == 0
+
+
+def _centre_pad(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Zero(False)-pad (..., H, W) to ``size``, the extra row/column going to the bottom/right."""
+    extra_h, extra_w = size[0] - frames.shape[-2], size[1] - frames.shape[-1]
+    if extra_h < 0 or extra_w < 0:
+        raise ValueError(f"resize_method='pad' cannot shrink {tuple(frames.shape[-2:])} to {size}")
+    top, left = extra_h // 2, extra_w // 2
+    return F.pad(frames, (left, extra_w - left, top, extra_h - top))

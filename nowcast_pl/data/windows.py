@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -19,9 +20,11 @@ class Split:
     """Selection of windows for one split (train, val, test or predict).
 
     Args:
-        after: only frames strictly after this UTC time (ISO 8601, e.g. ``"2019-01-01"``), or None.
-        until: only frames at or before this UTC time, or None. ``after``/``until`` follow the SEVIR
-            convention ``after < t <= until``, applied to every frame of a window.
+        after: only times strictly after this UTC time (ISO 8601, e.g. ``"2019-01-01"``), or None.
+        until: only times at or before this UTC time, or None. ``after``/``until`` follow the SEVIR
+            convention ``after < t <= until``.
+        date_of: what the date range applies to: ``"frames"`` (every frame of a window) or ``"event"``
+            (the event's reference time, e.g. SEVIR's catalogue ``time_utc``, as the papers split SEVIR).
         events: only these event names, or None for all.
         event_pattern: only events whose name fully matches this regular expression, or None.
         stride: frames between consecutive window starts within an event (≥ 1).
@@ -32,10 +35,13 @@ class Split:
     events: list[str] | None = None
     event_pattern: str | None = None
     stride: int = 1
+    date_of: Literal["frames", "event"] = "frames"
 
     def __post_init__(self) -> None:
         if self.stride < 1:
             raise ValueError(f"Split.stride must be >= 1, got {self.stride}")
+        if self.date_of not in ("frames", "event"):
+            raise ValueError(f"Split.date_of must be 'frames' or 'event', got {self.date_of!r}")
         for name in ("after", "until"):
             value = getattr(self, name)
             if value is not None:
@@ -45,8 +51,8 @@ class Split:
                     raise ValueError(f"Split.{name}={value!r} is not an ISO 8601 time") from err
 
 
-def select_events(names: np.ndarray, split: Split) -> np.ndarray:
-    """Boolean (n_events,) selection of events by name list and pattern.
+def select_events(names: np.ndarray, split: Split, event_times: np.ndarray | None = None) -> np.ndarray:
+    """Boolean (n_events,) selection of events by name list, pattern and (``date_of="event"``) date range.
 
     Raises:
         ValueError: if ``split.events`` names an event that is not in the store.
@@ -60,6 +66,20 @@ def select_events(names: np.ndarray, split: Split) -> np.ndarray:
     if split.event_pattern is not None:
         pattern = re.compile(split.event_pattern)
         keep &= np.array([pattern.fullmatch(n) is not None for n in names], dtype=bool)
+    if split.date_of == "event":
+        if event_times is None:
+            raise ValueError("Split.date_of='event' needs the store's event_time")
+        keep &= _in_range(event_times, event_times, split)
+    return keep
+
+
+def _in_range(first: np.ndarray, last: np.ndarray, split: Split) -> np.ndarray:
+    """``after < first`` and ``last <= until`` (each bound only when set)."""
+    keep = np.ones(first.shape, dtype=bool)
+    if split.after is not None:
+        keep &= first > np.datetime64(split.after, "s")
+    if split.until is not None:
+        keep &= last <= np.datetime64(split.until, "s")
     return keep
 
 
@@ -69,6 +89,7 @@ def find_windows(
     frame_valid: np.ndarray,
     event_names: np.ndarray,
     *,
+    event_times: np.ndarray | None = None,
     length: int,
     time_step: np.timedelta64,
     split: Split,
@@ -81,6 +102,7 @@ def find_windows(
         event: (N,) int event index of each frame (contiguous runs).
         frame_valid: (N,) bool, False where a frame is missing.
         event_names: (n_events,) event names.
+        event_times: (n_events,) datetime64 event reference times (needed for ``split.date_of="event"``).
         length: frames per window.
         time_step: the store's nominal time step.
         split: the split's selection rules.
@@ -102,10 +124,6 @@ def find_windows(
     few_missing = missing[start + length] - missing[start] <= max_missing
     event_start = np.r_[0, np.flatnonzero(np.diff(event)) + 1]
     on_stride = (start - event_start[event[start]]) % split.stride == 0
-    chosen = select_events(event_names, split)[event[start]]
-    in_range = np.ones(start.size, dtype=bool)
-    if split.after is not None:
-        in_range &= times[start] > np.datetime64(split.after, "s")
-    if split.until is not None:
-        in_range &= times[start + length - 1] <= np.datetime64(split.until, "s")
+    chosen = select_events(event_names, split, event_times)[event[start]]
+    in_range = _in_range(times[start], times[start + length - 1], split) if split.date_of == "frames" else True
     return start[contiguous & few_missing & on_stride & chosen & in_range].astype(np.int64)
