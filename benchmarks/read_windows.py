@@ -22,7 +22,7 @@ def measure(store: str, workers: int, frame_size: int | None, batches: int, batc
     next(iterator)  # worker start-up is not part of the steady-state rate
     start = time.perf_counter()
     n = 0
-    for _, batch in zip(range(batches), iterator):
+    for _, batch in zip(range(batches), iterator, strict=False):
         n += batch["inputs"].shape[0]
     seconds = time.perf_counter() - start
     return {"workers": workers, "frame_size": frame_size, "windows_per_s": n / seconds,

@@ -34,7 +34,8 @@ def _measure(path: Path, events: list[np.ndarray], layout: StoreLayout, reads: i
     with RadarStoreWriter(path, frame_shape=events[0].shape[1:], encoding=ENCODING, metadata=metadata,
                           layout=layout, overwrite=True) as writer:
         for k, frames in enumerate(events):
-            times = np.datetime64("2020-01-01") + np.timedelta64(k, "D") + np.arange(len(frames)) * np.timedelta64(5, "m")
+            start = np.datetime64("2020-01-01") + np.timedelta64(k, "D")
+            times = start + np.arange(len(frames)) * np.timedelta64(5, "m")
             writer.append_event(f"e{k}", times, frames)
     write_s = time.perf_counter() - start
     raw_mb = sum(f.nbytes for f in events) / 1e6
@@ -59,7 +60,8 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=100)
     args = parser.parse_args()
     events = _events(args.events, args.size, args.frames)
-    layouts = [StoreLayout(shard_frames=s, zstd_level=z) for s, z in ((1, 3), (16, 3), (64, 3), (256, 3), (64, 1), (64, 9))]
+    settings = ((1, 3), (16, 3), (49, 3), (64, 3), (256, 3), (64, 1), (64, 9))
+    layouts = [StoreLayout(shard_frames=s, zstd_level=z) for s, z in settings]
     root = Path(tempfile.mkdtemp())
     try:
         for layout in layouts:

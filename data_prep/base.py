@@ -129,7 +129,7 @@ class Converter(ABC):
             raise FileNotFoundError(f"{self.name}: source {self.src} does not exist")
         self.options = options
 
-    @classmethod
+    @classmethod  # noqa: B027 (an optional hook: converters without options keep it empty)
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add source-specific command-line options (their dest names become ``__init__`` kwargs)."""
 

@@ -54,7 +54,8 @@ ENCODING = FrameEncoding(
     long_name="SEVIR vertically integrated liquid, encoded levels 0-254",
     fill_value=MISSING,
     comment=(
-        "Non-linear encoding X (eie-sevir SEVIR tutorial): VIL [kg m-2] = 0 for X <= 5; (X - 2) / 90.66 for 5 < X <= 18; "
+        "Non-linear encoding X (eie-sevir SEVIR tutorial): VIL [kg m-2] = 0 for X <= 5; "
+        "(X - 2) / 90.66 for 5 < X <= 18; "
         "exp((X - 83.9) / 38.9) for 18 < X <= 254; 255 = missing. The usual thresholds 16, 74, 133, 160, 181, "
         "219 are in these units (0.15, 0.78, 3.53, 7.07, 12.1, 32.2 kg m-2)."
     ),
