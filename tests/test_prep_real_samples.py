@@ -103,3 +103,24 @@ def test_data_configs_give_windows_on_the_sample_stores(name, request):
     assert item["inputs"].shape == (config["in_frames"], 1, h, w)
     assert item["targets"].shape == (config["out_frames"], 1, h, w)
     assert 0.0 <= float(item["targets"].min()) and float(item["targets"].max()) <= 1.0
+
+
+@pytest.mark.parametrize(("name", "thresholds"), [("fmi", [20.0, 35.0]), ("bom", [0.1, 1.0])])
+def test_a_model_trains_a_few_steps_on_the_sample_stores(name, thresholds, request, tmp_path):
+    import torch
+
+    from nowcast_pl.cli import build_cli
+
+    model = {"model": {"class_path": "nowcast_pl.tasks.SimVPTask", "init_args": {
+        "hid_S": 8, "hid_T": 16, "N_T": 2, "thresholds": thresholds, "lr": 1e-3, "panel_every_n_val_steps": 0}}}
+    model_config = tmp_path / "model.yaml"
+    model_config.write_text(yaml.safe_dump(model))
+    store = request.getfixturevalue(f"{name}_sample_store")
+    build_cli(["fit", "--config", str(REPO / "configs" / "data" / f"{name}.yaml"), "--config", str(model_config),
+               "--data.init_args.store", str(store), "--data.init_args.num_workers", "0",
+               "--data.init_args.batch_size", "2", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
+               "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
+               "--runs_root", str(tmp_path / "runs"), "--run_name", name])
+    checkpoint = torch.load(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", weights_only=False)
+    assert checkpoint["global_step"] == 3
+    assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
