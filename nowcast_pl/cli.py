@@ -20,6 +20,7 @@ from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
 from nowcast_pl.tasks.base import NowcastTask
 
+# Raised by nowcast_pl for bad configurations, stores and arguments; printed as one line by main().
 USER_ERRORS = (FileNotFoundError, StoreValidationError, ValueError)
 
 

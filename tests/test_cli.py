@@ -133,3 +133,10 @@ def test_real_ddp_through_the_cli(tmp_path, store):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "distributed_backend=gloo" in done.stderr + done.stdout
     assert (tmp_path / "runs/ddp/checkpoints/last.ckpt").exists()
+
+
+def test_fitting_persistence_is_a_clear_error(tmp_path, store, capsys):
+    cfg = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.tasks.PersistenceTask")
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")])
+    assert "PersistenceTask has nothing to fit; run `nowcast validate` or `nowcast test`" in capsys.readouterr().err

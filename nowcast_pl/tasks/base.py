@@ -31,6 +31,8 @@ Batch = dict[str, Tensor]
 class NowcastTask(pl.LightningModule):
     """Shared training, evaluation and prediction logic.
 
+    Subclasses without anything to train (baselines) set the class attribute ``trainable = False``.
+
     Args:
         in_frames: observed frames per sample (linked from ``data.in_frames``).
         out_frames: forecast frames per sample (linked from ``data.out_frames``).
@@ -106,6 +108,8 @@ class NowcastTask(pl.LightningModule):
         self.test_metrics = build_metrics(protocol, **metric_kwargs)
         self.panel_leads = panel_leads or sorted({1, max(1, out_frames // 2), out_frames})
 
+    trainable = True
+
     # ----- what a model provides -------------------------------------------------------------------------
 
     def forecast(self, inputs: Tensor) -> Tensor:
@@ -117,6 +121,12 @@ class NowcastTask(pl.LightningModule):
         raise NotImplementedError(f"{type(self).__name__} must implement training_loss()")
 
     # ----- training ------------------------------------------------------------------------------------------
+
+    def on_fit_start(self) -> None:
+        if not self.trainable:
+            raise ValueError(
+                f"{type(self).__name__} has nothing to fit; run `nowcast validate` or `nowcast test` with it"
+            )
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         losses = self.training_loss(batch)
@@ -147,7 +157,7 @@ class NowcastTask(pl.LightningModule):
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         batch_size = batch["inputs"].shape[0]
-        if any(p.requires_grad for p in self.parameters()):
+        if self.trainable:
             losses = self.training_loss(batch)
             self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=batch_size)
         if self._metrics_due():
@@ -175,7 +185,6 @@ class NowcastTask(pl.LightningModule):
         if self.global_rank == 0 and self.logger is not None and self.logger.log_dir:
             path = Path(self.logger.log_dir) / "test_metrics.json"
             path.write_text(json.dumps(scores, indent=1, sort_keys=True))
-            self.test_metrics_path = path
 
     def _log_scores(self, metrics: Any, stage: str) -> dict[str, float]:
         scores = {k: float(v) for k, v in flatten_scores(metrics.compute()).items()}

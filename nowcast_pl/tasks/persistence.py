@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import Tensor
 
-from nowcast_pl.tasks.base import Batch, NowcastTask
+from nowcast_pl.tasks.base import NowcastTask
 
 
 class PersistenceTask(NowcastTask):
@@ -16,6 +16,8 @@ class PersistenceTask(NowcastTask):
         **kwargs: :class:`NowcastTask` arguments (frames, thresholds, protocol ...).
     """
 
+    trainable = False
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
 
@@ -23,16 +25,8 @@ class PersistenceTask(NowcastTask):
         """(B, T_in, C, H, W) → (B, T_out, C, H, W): the last input frame at every lead time."""
         return inputs[:, -1:].expand(-1, self.out_frames, -1, -1, -1)
 
-    def training_loss(self, batch: Batch) -> dict[str, Tensor]:
-        raise RuntimeError(
-            "PersistenceTask has no parameters to fit; run `nowcast validate` or `nowcast test` with it"
-        )
-
     def configure_optimizers(self) -> None:
         return None
-
-    def on_fit_start(self) -> None:
-        self.training_loss({})
 
     def forward(self, inputs: Tensor) -> Tensor:
         return self.forecast(inputs)
