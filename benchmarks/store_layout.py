@@ -34,8 +34,8 @@ def _measure(path: Path, events: list[np.ndarray], layout: StoreLayout, reads: i
     with RadarStoreWriter(path, frame_shape=events[0].shape[1:], encoding=ENCODING, metadata=metadata,
                           layout=layout, overwrite=True) as writer:
         for k, frames in enumerate(events):
-            start = np.datetime64("2020-01-01") + np.timedelta64(k, "D")
-            times = start + np.arange(len(frames)) * np.timedelta64(5, "m")
+            day = np.datetime64("2020-01-01") + np.timedelta64(k, "D")
+            times = day + np.arange(len(frames)) * np.timedelta64(5, "m")
             writer.append_event(f"e{k}", times, frames)
     write_s = time.perf_counter() - start
     raw_mb = sum(f.nbytes for f in events) / 1e6
