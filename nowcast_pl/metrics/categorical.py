@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric
 
-from nowcast_pl.metrics.continuous import as_frames, lead_time_scores, positive_int, warn_if_undefined
+from nowcast_pl.metrics.inputs import as_frames, lead_time_scores, positive_int, warn_if_undefined
 
 Comparison = Literal[">=", ">"]
 Aggregation = Literal["per_lead", "global"]

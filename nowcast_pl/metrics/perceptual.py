@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from nowcast_pl.metrics.continuous import as_frames, lead_time_scores, positive_int, warn_if_undefined
+from nowcast_pl.metrics.inputs import as_frames, lead_time_scores, positive_int, warn_if_undefined
 
 LPIPSNet = Literal["alex", "vgg"]
 Backbone = Literal["pretrained", "random"]

@@ -1,0 +1,106 @@
+"""The input contract shared by every metric, and the ``name/lead_XX`` key format.
+
+Every metric in :mod:`nowcast_pl.metrics` takes ``update(preds, target, mask=None)`` with fields that are
+already in the evaluation value space (dBZ, 0-255 VIL units, the paper's pixel scale, ...).
+"""
+
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+from torchmetrics.utilities import rank_zero_warn
+
+
+def as_frames(
+    preds: Tensor, target: Tensor, mask: Tensor | None, *, lead_times: int, require_mask: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate metric inputs and bring them to (B, T, H, W) float32 with a validity mask.
+
+    Args:
+        preds: forecast, (B, T, H, W) or (B, T, 1, H, W), any float dtype, evaluation value space.
+        target: observation, same shape as ``preds``.
+        mask: optional bool, True = pixel counts; (H, W), (B, T, H, W), (B, T, 1, H, W) or any shape that
+            broadcasts to (B, T, H, W).
+        lead_times: expected T.
+        require_mask: raise when ``mask`` is None (protocols such as HKO-7 that are defined on masked pixels).
+
+    Returns:
+        ``(preds, target, valid)``: valid as (B, T, H, W) bool, True where ``mask`` holds and both values are
+        finite; preds and target as (B, T, H, W) float32, set to 0 wherever ``valid`` is False (so missing-data
+        codes and NaN never reach a filter).
+
+    Raises:
+        ValueError: if a shape is wrong, T differs from ``lead_times``, or a required mask is missing.
+        TypeError: if ``mask`` is not a bool tensor.
+    """
+    preds = _squeeze_channel(preds, "preds")
+    target = _squeeze_channel(target, "target")
+    if preds.shape != target.shape:
+        raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} must have one shape")
+    if preds.shape[1] != lead_times:
+        raise ValueError(f"expected lead_times={lead_times} frames on dim 1, got {tuple(preds.shape)}")
+    preds, target = preds.to(torch.float32), target.to(torch.float32)
+    valid = torch.isfinite(preds) & torch.isfinite(target)
+    if mask is None and require_mask:
+        raise ValueError("this metric's protocol is defined on masked pixels; pass mask=...")
+    if mask is not None:
+        valid = valid & _broadcast_mask(mask, valid.shape).to(valid.device)
+    zero = preds.new_zeros(())
+    return torch.where(valid, preds, zero), torch.where(valid, target, zero), valid
+
+
+def _squeeze_channel(frames: Tensor, name: str) -> Tensor:
+    if frames.ndim == 5 and frames.shape[2] == 1:
+        return frames.squeeze(2)
+    if frames.ndim != 4:
+        raise ValueError(f"{name} must be (B, T, H, W) or (B, T, 1, H, W), got {tuple(frames.shape)}")
+    return frames
+
+
+def _broadcast_mask(mask: Tensor, shape: torch.Size) -> Tensor:
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = pixel counts), got dtype {mask.dtype}")
+    if mask.ndim == 5:
+        mask = _squeeze_channel(mask, "mask")
+    try:
+        return torch.broadcast_to(mask, shape)
+    except RuntimeError as error:
+        raise ValueError(f"mask {tuple(mask.shape)} does not broadcast to frames {tuple(shape)}") from error
+
+
+def lead_time_scores(name: str, per_lead: Tensor, aggregate: Tensor | None = None) -> dict[str, Tensor]:
+    """Key a per-lead-time score as ``name`` plus ``name/lead_01`` ... (1-based, two digits at least).
+
+    Args:
+        name: key of the aggregated score, e.g. ``"mse"`` or ``"csi@20dBZ"``.
+        per_lead: (T,) score per lead time.
+        aggregate: scalar for ``name``; default the mean over lead times (NaN if any lead time is NaN).
+
+    Returns:
+        ``{name: aggregate, f"{name}/lead_{t:02d}": per_lead[t - 1]}`` as float32 scalars.
+    """
+    scores = {name: (per_lead.mean() if aggregate is None else aggregate).to(torch.float32)}
+    for index, value in enumerate(per_lead.to(torch.float32), start=1):
+        scores[f"{name}/lead_{index:02d}"] = value
+    return scores
+
+
+def warn_if_undefined(scores: Mapping[str, Tensor], owner: str, reason: str) -> None:
+    """Warn (rank zero) once per call, naming every key whose value is NaN.
+
+    Args:
+        scores: computed scalars.
+        owner: metric class name for the message.
+        reason: why a value can be undefined, e.g. "no valid pixel".
+    """
+    undefined = [key for key, value in scores.items() if torch.isnan(value)]
+    if undefined:
+        shown = ", ".join(undefined[:8]) + (f" (+{len(undefined) - 8} more)" if len(undefined) > 8 else "")
+        rank_zero_warn(f"{owner}: {len(undefined)} value(s) undefined ({reason}), reported as NaN: {shown}")
+
+
+def positive_int(value: int, name: str) -> int:
+    """Return ``value`` if it is a positive int, else raise ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
