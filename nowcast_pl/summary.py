@@ -8,21 +8,23 @@ does not beat the baseline.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
+
+_PIXEL_CSI = re.compile(r"csi@(-?[0-9.]+)[^/]*")
 
 
 def lowest_threshold_csi(scores: dict[str, float]) -> tuple[str, float]:
     """(key, value) of the pixel CSI at the lowest threshold, e.g. ``("csi@20dBZ", 0.61)``."""
-    keys = [k for k in scores if k.startswith("csi@") and "/" not in k]
-    if not keys:
+    lowest = {}
+    for key in scores:
+        match = _PIXEL_CSI.fullmatch(key)
+        if match:
+            lowest[float(match.group(1))] = key
+    if not lowest:
         raise ValueError("no 'csi@<threshold>' score in the metrics; were thresholds configured?")
-
-    def threshold(key: str) -> float:
-        digits = key[len("csi@"):].rstrip("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ/%")
-        return float(digits)
-
-    key = min(keys, key=threshold)
+    key = lowest[min(lowest)]
     return key, scores[key]
 
 

@@ -314,10 +314,9 @@ class RadarStore:
         members = set(group.array_keys())
         self.has_pixel_masks = "pixel_valid" in members
         self.static_mask = np.asarray(group["static_mask"][:]) if "static_mask" in members else None
-        self._group: zarr.Group | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_group": None}
+        return {key: value for key, value in self.__dict__.items() if key != "_arrays"}
 
     @property
     def time_step(self) -> np.timedelta64:
@@ -325,13 +324,9 @@ class RadarStore:
 
     @cached_property
     def _arrays(self) -> dict[str, zarr.Array]:
-        group = self._group or open_group(self.path)
+        group = open_group(self.path)
         names = ["frames"] + (["pixel_valid"] if self.has_pixel_masks else [])
         return {name: group[name] for name in names}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self.__dict__.pop("_arrays", None)
 
     def __len__(self) -> int:
         return int(self.times.size)

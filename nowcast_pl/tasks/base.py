@@ -98,7 +98,6 @@ class NowcastTask(pl.LightningModule):
         self.in_frames, self.out_frames = in_frames, out_frames
         self.value_range = (float(value_range[0]), float(value_range[1]))
         lo, hi = self.value_range
-        self.evaluation_scale = evaluation_scale
         scale, offset = (hi - lo, lo) if evaluation_scale is None else (float(evaluation_scale), 0.0)
         self.register_buffer("_eval_affine", torch.tensor([scale, offset]), persistent=False)
         unit = (units if evaluation_scale is None else "") if threshold_unit is None else threshold_unit

@@ -30,6 +30,7 @@ class ForecastWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output = output
         self.path: Path | None = None
+        self._forecast: zarr.Array | None = None
 
     def _resolve_path(self, trainer: pl.Trainer) -> Path:
         if self.output is not None:
@@ -45,6 +46,7 @@ class ForecastWriter(BasePredictionWriter):
             shape = tuple(dataset[0]["targets"].shape)
             self._create(self.path, init_times=init_times, shape=shape, pl_module=pl_module)
         trainer.strategy.barrier()
+        self._forecast = zarr.open_group(str(self.path), mode="r+", zarr_format=3)["forecast"]
 
     def _create(self, path: Path, *, init_times: np.ndarray, shape: tuple[int, ...], pl_module: Any) -> None:
         hp = pl_module.hparams
@@ -74,7 +76,5 @@ class ForecastWriter(BasePredictionWriter):
                            dataloader_idx) -> None:
         lo, hi = pl_module.value_range
         forecast = prediction["forecast"].float().cpu().numpy()[:, :, :, 0] * (hi - lo) + lo
-        rows = prediction["window"].cpu().numpy()
-        group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
-        for i, row in enumerate(rows):
-            group["forecast"][row] = forecast[i]
+        for i, row in enumerate(prediction["window"].cpu().numpy()):
+            self._forecast[row] = forecast[i]
