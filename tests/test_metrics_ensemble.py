@@ -298,3 +298,15 @@ def test_gloo_ddp_sync_of_ensemble_metrics_equals_single_process():
             assert synced.keys() == expected.keys()
             for key, value in expected.items():
                 torch.testing.assert_close(synced[key], value, equal_nan=True, rtol=1e-6, atol=0, msg=key)
+
+
+def test_crps_with_ties_equals_the_integral_of_the_squared_cdf_difference():
+    """pysteps' Hersbach loop gives 0 for members (1, 2, 3) and observation 2; the integral is 2/9."""
+    members = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64).view(1, 3, 1, 1, 1)
+    metric = EnsembleCRPS(members=3, lead_times=1)
+    metric.update(members, torch.full((1, 1, 1, 1), 2.0, dtype=torch.float64))
+    grid = np.linspace(-5.0, 10.0, 1_500_001)
+    cdf = (np.array([1.0, 2.0, 3.0])[:, None] <= grid).mean(axis=0)
+    integral = np.trapezoid((cdf - (grid >= 2.0)) ** 2, grid)
+    assert metric.compute()["crps"].item() == pytest.approx(integral, rel=1e-5) == pytest.approx(2 / 9)
+    assert probscores.CRPS(np.array([[1.0], [2.0], [3.0]]), np.array([2.0])) == 0.0  # the pysteps defect
