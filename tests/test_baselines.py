@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nowcast_pl.cli import build_cli, main
+from nowcast_pl.metrics import build_metrics, flatten_scores
 from nowcast_pl.tasks import ExtrapolationTask, PersistenceTask, StepsTask
 from nowcast_pl.tasks.rain_rate import from_rain_rate, rain_rate_db, rain_rate_from_db, to_rain_rate
 from nowcast_pl.tasks.steps import row_seeds
@@ -78,6 +79,24 @@ def test_steps_members_differ_and_are_reproducible_per_generator():
     assert error < persistence_error  # a skilful ensemble on advected cells, not noise
     fixed = task.forecast(inputs[:2])
     torch.testing.assert_close(fixed[0], fixed[1], rtol=0, atol=0)  # forecast() uses one seed for every row
+
+
+def test_a_steps_ensemble_scored_with_ensemble_metrics_beats_persistence():
+    frames = advected_cells(seed=2)
+    members = 4
+    inputs = frames[:, :4].repeat_interleave(members, dim=0)
+    generators = [torch.Generator().manual_seed(seed) for seed in range(inputs.shape[0])]
+    ensemble = StepsTask(cascade_levels=4, **TASK_ARGS).forecast_rows(inputs, generators)
+    ensemble = ensemble.view(2, members, *ensemble.shape[1:]) * 70 - 10  # (B, N, T, 1, H, W) in dBZ
+    truth = frames[:, 4:] * 70 - 10
+    metrics = build_metrics("pysteps", thresholds=(20.0, 35.0), lead_times=6, unit="dBZ", data_range=70.0,
+                            members=members)
+    metrics.update(ensemble, truth)
+    scores = flatten_scores(metrics.compute())
+    persistence_mae = (frames[:, 3:4] - frames[:, 4:]).abs().mean().item() * 70
+    assert scores["crps"] < 0.7 * persistence_mae and scores["crps_fair"] < scores["crps"]
+    assert 0.0 < scores["spread_skill"] < 2.0 and 0.5 < scores["roc_auc@20dBZ"] <= 1.0
+    assert scores["fss_ens@20dBZ/s4"] > 0.5
 
 
 def test_steps_row_seeds_come_from_the_generators_and_no_rain_gives_no_echo():
