@@ -21,6 +21,7 @@ from nowcast_pl.metrics import (
     RankHistogram,
     SpreadSkillRatio,
     build_metrics,
+    curve_points,
     flatten_scores,
 )
 from nowcast_pl.metrics.spatial import neighbourhood_fractions
@@ -239,6 +240,10 @@ def test_build_metrics_adds_ensemble_scores_only_for_several_members():
     assert set(single) < set(scores)
     assert {"crps", "crps/lead_03", "brier@20dBZ", "fss_ens@20dBZ/s4", "rank_hist/bin_05", "spread_skill",
             "roc_auc@30dBZ", "rel_observed@20dBZ/bin_09", "roc_pod@20dBZ/p_0.3"} <= set(scores)
+    probabilities, pod = curve_points(scores, "roc_pod@20dBZ")
+    assert probabilities == pytest.approx(np.linspace(0, 1, 11)) and pod[0] == 1.0 and pod == sorted(pod)[::-1]
+    ranks, frequencies = curve_points(scores, "rank_hist")
+    assert ranks == list(range(MEMBERS + 1)) and sum(frequencies) == pytest.approx(1.0)
     pooled = build_metrics("earthformer", **kwargs)
     for member in range(MEMBERS):  # deterministic scores pool the members, as STLDM does
         pooled.update(members[:, member], target)

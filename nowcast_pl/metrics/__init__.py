@@ -8,6 +8,7 @@ the evaluation value space; ensemble scores take members (B, N, T, 1, H, W) as `
 from nowcast_pl.metrics.categorical import CategoricalScores, max_pool_frames, threshold_label
 from nowcast_pl.metrics.continuous import FrameSSIM, MeanError
 from nowcast_pl.metrics.ensemble import EnsembleCRPS, RankHistogram, SpreadSkillRatio
+from nowcast_pl.metrics.inputs import curve_points
 from nowcast_pl.metrics.perceptual import LPIPSScore, backbone_checkpoint_path
 from nowcast_pl.metrics.probabilistic import ExceedanceProbabilityScores
 from nowcast_pl.metrics.protocols import (
@@ -42,6 +43,7 @@ __all__ = [
     "SpreadSkillRatio",
     "backbone_checkpoint_path",
     "build_metrics",
+    "curve_points",
     "flatten_scores",
     "max_pool_frames",
     "resolve_protocol",

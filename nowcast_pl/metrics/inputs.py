@@ -159,3 +159,24 @@ def positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def curve_points(scores: Mapping[str, object], prefix: str) -> tuple[list[float], list[float]]:
+    """A curve spread over scalar keys ``f"{prefix}/bin_XX"`` or ``f"{prefix}/p_X"``, back as (x, y) lists.
+
+    Args:
+        scores: flat scores, e.g. ``flatten_scores(metrics.compute())`` or a loaded ``test_metrics.json``.
+        prefix: e.g. ``"rel_observed@20dBZ"``, ``"roc_pod@20dBZ"``, ``"rank_hist"``.
+
+    Returns:
+        ``(positions, values)`` sorted by position: the bin index or rank for ``bin_XX``, the probability
+        threshold for ``p_X``; values as floats. Empty lists when no key matches.
+    """
+    points = []
+    for key, value in scores.items():
+        label = key[len(prefix) + 1 :] if key.startswith(f"{prefix}/") else ""
+        kind, _, position = label.partition("_")
+        if kind in ("bin", "p") and position and "/" not in position:
+            points.append((float(position), float(value)))
+    points.sort()
+    return [x for x, _ in points], [y for _, y in points]
