@@ -4,6 +4,11 @@ Every run lives in ``<runs_root>/<run_name>/``: TensorBoard events, the resolved
 every invocation, so resumed and requeued runs do not crash), ``checkpoints/`` (``last.ckpt`` for
 ``--ckpt_path last``), ``test_metrics.json`` and ``test_panel.png``. The folder name is fixed by the run name,
 never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint.
+
+``nowcast fit --ckpt_path auto`` resumes from the newest of the SLURM requeue checkpoint (``hpc_ckpt_N.ckpt``)
+and ``checkpoints/last*.ckpt``, or starts from scratch when there is none: the same command serves the first
+submission of a job and every requeue (see :mod:`nowcast_pl.resume`). A resumed run logs to the same
+TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from pathlib import Path
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
-from nowcast_pl.callbacks import DEFAULT_CALLBACKS
+from nowcast_pl.callbacks import DEFAULT_CALLBACKS, RESUME_CALLBACKS
 from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
+from nowcast_pl.resume import AUTO, checkpoint_global_step, resolve_auto
 from nowcast_pl.tasks.base import NowcastTask
 
 # Raised by nowcast_pl for bad configurations, stores and arguments; printed as one line by main().
@@ -52,12 +59,25 @@ class NowcastCLI(LightningCLI):
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
         trainer.callbacks = _with_default_callbacks(trainer.callbacks)
 
+    def before_fit(self) -> None:
+        """Resolve ``--ckpt_path auto`` and make TensorBoard continue where the checkpoint was written."""
+        arguments = self.config_init[self.subcommand]
+        if arguments.get("ckpt_path") == AUTO:
+            checkpoint_dir = Path(self.trainer.checkpoint_callback.dirpath)
+            arguments["ckpt_path"] = resolve_auto(Path(self.trainer.default_root_dir), checkpoint_dir)
+        path = arguments.get("ckpt_path")
+        logger = self.trainer.logger
+        if path and Path(path).is_file() and isinstance(logger, TensorBoardLogger) and logger._experiment is None:
+            # Events at or after the resumed step, logged by the interrupted run after its checkpoint, are
+            # dropped by TensorBoard, so no step appears twice.
+            logger._kwargs["purge_step"] = checkpoint_global_step(path)
+
 
 def _with_default_callbacks(callbacks: list | None) -> list:
     """The configured callbacks plus each file-writing callback the config does not list already."""
     callbacks = list(callbacks or [])
     listed = {c.class_path.rsplit(".", 1)[-1] for c in callbacks if getattr(c, "class_path", None)}
-    for cls in DEFAULT_CALLBACKS:
+    for cls in DEFAULT_CALLBACKS + RESUME_CALLBACKS:
         if cls.__name__ not in listed:
             callbacks.append(Namespace(class_path=f"{cls.__module__}.{cls.__name__}", init_args=Namespace()))
     return callbacks
