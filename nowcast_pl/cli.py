@@ -40,6 +40,9 @@ class NowcastCLI(LightningCLI):
         parser.add_argument("--runs_root", default="runs", help="Folder holding one sub-folder per run.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.add_argument("--checkpoint_every_n_steps", type=int, default=0,
+                            help="Also write checkpoints/last.ckpt every N optimiser steps (0: only at epoch "
+                                 "ends), so a crash or preemption loses at most N steps.")
         for key in ("in_frames", "out_frames", "value_range"):
             parser.link_arguments(f"data.init_args.{key}", f"model.init_args.{key}")
         for key in ("units", "time_step_minutes"):
@@ -58,6 +61,12 @@ class NowcastCLI(LightningCLI):
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
         trainer.callbacks = _with_default_callbacks(trainer.callbacks)
+        if config.checkpoint_every_n_steps > 0:
+            # ModelCheckpoint triggers are exclusive: a second one writes the same last.ckpt every N steps.
+            every_steps = Namespace(dirpath=config.checkpoint.dirpath, save_last=True, save_top_k=0,
+                                    every_n_train_steps=config.checkpoint_every_n_steps)
+            trainer.callbacks.append(Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint",
+                                               init_args=every_steps))
 
     def before_fit(self) -> None:
         """Resolve ``--ckpt_path auto`` and make TensorBoard continue where the checkpoint was written."""
