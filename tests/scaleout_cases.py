@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,26 @@ class SignalAtStep(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step == self.step - 1 and trainer.global_rank == 0:
             os.kill(os.getpid(), signal.SIGUSR1)
+
+
+class SlowSteps(Callback):
+    """Test helper: sleep after every optimiser step and write the step reached to ``progress`` (rank 0), so
+    a test can send a signal in the middle of an epoch of a run in another process."""
+
+    def __init__(self, progress: str, seconds: float) -> None:
+        self.progress, self.seconds = Path(progress), seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_rank == 0:
+            self.progress.write_text(str(trainer.global_step))
+        time.sleep(self.seconds)
+
+
+def callbacks_config(path: Path, *callbacks: tuple[str, dict]) -> Path:
+    """A config fragment setting the trainer's callbacks to ``(class name in this module, init args)``."""
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": f"tests.scaleout_cases.{name}", "init_args": args} for name, args in callbacks]}}))
+    return path
 
 
 def signal_config(folder: Path, step: int) -> Path:

@@ -196,10 +196,16 @@ def local_slurm_cluster(root: Path, *, cpus: int = 2) -> Iterator[LocalSlurmClus
     root.mkdir(parents=True)
     cluster = LocalSlurmCluster(root)
     _set_child_subreaper(True)
+    previous_sigterm = signal.signal(signal.SIGTERM, _raise_on_sigterm)  # so a killed test still cleans up
     try:
         cluster.start(cpus)
         yield cluster
     finally:
         cluster.stop()
         _set_child_subreaper(False)
+        signal.signal(signal.SIGTERM, previous_sigterm)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _raise_on_sigterm(signum, frame) -> None:
+    raise KeyboardInterrupt("SIGTERM while a local SLURM cluster was running")

@@ -62,7 +62,7 @@ class PreemptionCheckpoint(Callback):
         if not trainer.strategy.reduce_boolean_decision(flag, all=False):
             return
         path = trainer.strategy.broadcast(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # the full training state
         self.checkpoint_path = path
         if trainer.is_global_zero:
             self._requeue()
