@@ -115,3 +115,44 @@ def translate_key(key: str, rules: list[Rule], up_units: set[str]) -> tuple[bool
             ours = ours.replace("{norm}", "2" if unit in up_units else "1")
         return True, ours
     return False, None
+
+
+_GROUP = re.compile(r"\((?!\?)[^()]*\)")
+
+
+def _invert(pattern: str, template: str) -> tuple[str, str]:
+    """(pattern, template) of the reverse translation of one rule (``{norm}`` matches body index 1 or 2)."""
+    groups = _GROUP.findall(pattern)
+    order: list[int] = []
+    regex = ""
+    for piece in re.split(r"(\\\d|\{norm\})", template):
+        if piece == "{norm}":
+            regex += "[12]"
+        elif re.fullmatch(r"\\\d", piece):
+            order.append(int(piece[1]))
+            regex += groups[order[-1] - 1]
+        else:
+            regex += re.escape(piece)
+    counter = iter(range(1, len(groups) + 1))
+    source = _GROUP.sub(lambda m: "\\" + str(order.index(next(counter)) + 1), pattern)
+    return regex, source.replace("\\.", ".")
+
+
+def to_official_key(key: str, rules: list[Rule], up_units: set[str]) -> str | None:
+    """The official name of our ``key`` (inverse of :func:`translate_key`), or None if no rule produces it.
+
+    ``up_units``: our SimVP decoder units that upsample (their convolution sits in a Sequential officially).
+    """
+    for pattern, target in rules:
+        if target is DROP:
+            continue
+        regex, source = _invert(pattern, target)
+        match = re.fullmatch(regex, key)
+        if match is None:
+            continue
+        official = match.expand(source)
+        unit = re.match(r"mean\.decoder\.units\.(\d+)\.body\.0\.", key)
+        if "conv.conv" in official and unit is not None and (unit.group(1) in up_units) != ("conv.conv.0." in official):
+            continue
+        return official
+    return None
