@@ -44,9 +44,16 @@ def test_ddim_timesteps_official_grids():
         ddim_timesteps(50, 51)
 
 
-def test_dpmpp_timesteps_end_at_zero_then_clean():
-    assert dpmpp_timesteps(1000, 5) == [999, 749, 500, 250, 0, -1]
-    assert dpmpp_timesteps(50, 1) == [49, -1]
+def test_dpmpp_timesteps_uniform_in_log_snr_and_distinct():
+    ac = sigmoid_schedule(1000)
+    grid = dpmpp_timesteps(ac, 10)
+    assert grid == [999, 998, 992, 949, 785, 499, 213, 49, 6, 0, -1]
+    log_snr = 0.5 * torch.log(ac / (1 - ac))
+    gaps = log_snr[grid[2:-1]] - log_snr[grid[1:-2]]
+    assert torch.allclose(gaps, gaps.mean().expand_as(gaps), rtol=0.05)  # uniform up to integer rounding
+    assert dpmpp_timesteps(sigmoid_schedule(50), 1) == [49, -1]
+    assert dpmpp_timesteps(sigmoid_schedule(50), 2) == [49, 0, -1]
+    assert dpmpp_timesteps(sigmoid_schedule(50), 50) == list(range(49, -2, -1))
 
 
 def _official_ddim_scalar(x, ac, times, network, clip, eta=0.0, noises=()):

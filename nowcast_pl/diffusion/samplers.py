@@ -46,15 +46,28 @@ def ddim_timesteps(T: int, steps: int) -> list[int]:
     return list(reversed(times))
 
 
-def dpmpp_timesteps(T: int, steps: int) -> list[int]:
-    """DPM-Solver++ grid: ``steps`` times uniform from T-1 down to 0 (rounded), then -1 (clean data).
+def dpmpp_timesteps(ac: Tensor, steps: int) -> list[int]:
+    """DPM-Solver++ grid: uniform in log-SNR λ_t = log(α_t/σ_t), projected onto distinct integer times.
 
-    Ending the solver at t = 0 keeps the final denoising jump (t=0 -> clean) as small as the schedule allows.
+    The grid is T-1, then ``steps - 1`` times whose λ is closest to a uniform grid from λ_{T-2} to λ_0 (the
+    spacing Lu et al. 2022 recommend for pixel-space models), then -1 (clean data). T-1 is its own step
+    because the clipped last beta (0.999) puts λ_{T-1} far below λ_{T-2}. Ending the solver at t = 0 keeps
+    the final denoising jump as small as the schedule allows. Each pair is one denoiser call.
     """
+    T = len(ac)
     steps = _check_steps(T, steps)
     if steps == 1:
         return [T - 1, -1]
-    times = torch.linspace(T - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    log_snr = 0.5 * torch.log(ac / (1.0 - ac)).flip(0)  # increasing in flipped index T-1-t
+    targets = torch.linspace(log_snr[1].item(), log_snr[-1].item(), steps - 1, dtype=torch.float64)
+    if steps == 2:
+        targets = log_snr[-1:]
+    above = torch.bucketize(targets, log_snr).clamp(1, T - 1)
+    closer_below = (targets - log_snr[above - 1]) < (log_snr[above] - targets)
+    nearest = (T - 1 - (above - closer_below.long())).tolist()
+    times = [T - 1]
+    for i, t in enumerate(nearest):  # keep times distinct and leave room for the rest down to t = 0
+        times.append(max(min(t, times[-1] - 1), steps - 2 - i))
     return times + [-1]
 
 
@@ -135,7 +148,7 @@ def dpmpp_2m_sample(denoiser: Denoiser, shape: Sequence[int], ac: Tensor, *, ste
                     device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
     """DPM-Solver++(2M), the multistep second-order data-prediction solver (Lu et al. 2022, Alg. 2).
 
-    With λ_t = log(α_t/σ_t) and h_i = λ_{t_i} - λ_{t_{i-1}} on :func:`dpmpp_timesteps`:
+    With λ_t = log(α_t/σ_t) and h_i = λ_{t_i} - λ_{t_{i-1}} on the log-SNR grid :func:`dpmpp_timesteps`:
     x_{t_i} = (σ_{t_i}/σ_{t_{i-1}}) x_{t_{i-1}} - α_{t_i}(e^{-h_i} - 1) D_i, where D_1 = x̂0_1 (first order)
     and D_i = (1 + 1/(2 r_i)) x̂0_i - 1/(2 r_i) x̂0_{i-1}, r_i = h_{i-1}/h_i. The final step to clean data
     returns x̂0. ``steps`` denoiser calls, deterministic given x_T; ``clip`` clamps each x̂0 if given.
@@ -144,7 +157,7 @@ def dpmpp_2m_sample(denoiser: Denoiser, shape: Sequence[int], ac: Tensor, *, ste
     """
     ac = ac.to(torch.float64).cpu()
     x = _initial_noise(shape, generator, x_T, device, dtype)
-    times = dpmpp_timesteps(len(ac), steps)
+    times = dpmpp_timesteps(ac, steps)
     previous_x0, previous_h = None, None
     for t, t_next in pairwise(times):
         x0 = _denoise(denoiser, x, t, clip)
