@@ -112,9 +112,9 @@ def test_context_encoder_level_by_level_scan_equals_frame_by_frame(post_attentio
     global_ctx, local_ctx = encoder(frames, local_frame=3)
     states, local = _frame_by_frame(encoder, frames, 3)
     if post_attention:
-        states = [stage(s) for stage, s in zip(encoder.post_attention, states)]
+        states = [stage(s) for stage, s in zip(encoder.post_attention, states, strict=True)]
     assert [tuple(g.shape) for g in global_ctx] == [(2, 8, 16, 16), (2, 8, 8, 8), (2, 16, 4, 4)]
-    for ours, reference in zip(global_ctx + local_ctx, states + local):
+    for ours, reference in zip(global_ctx + local_ctx, states + local, strict=True):
         assert torch.allclose(ours, reference, atol=1e-5)
     assert not torch.allclose(global_ctx[0], local_ctx[0])
 

@@ -26,17 +26,27 @@ def architecture_of(official: dict[str, Tensor], model: str) -> dict:
     """RainDiffNet arguments read off the official tensor shapes (dim, dim_mults, segment length)."""
     try:
         dim = official["model.init_conv.weight"].shape[0]
-        levels = len({m.group(1) for k in official if (m := re.match(r"model\.downs\.(\d+)\.", k))})
+        levels = _count(official, r"model\.downs\.(\d+)\.")
         widths = [official[f"model.downs.{i}.1.block1.proj.weight"].shape[0] for i in range(levels)]
         mid = official["model.mid_block1.block1.proj.weight"].shape[0]
         in_frames = official["model.final_conv.weight"].shape[0]
+        simvp = dict(hid_S=official["backbone_net.enc.enc.0.conv.conv.weight"].shape[0],
+                     hid_T=official["backbone_net.hid.enc.0.layers.0.conv.weight"].shape[0],
+                     N_S=_count(official, r"backbone_net\.enc\.enc\.(\d+)\."),
+                     N_T=_count(official, r"backbone_net\.hid\.enc\.(\d+)\."))
     except KeyError as missing:
         raise ValueError(f"not an official {model} state dict: it has no {missing} "
-                         "(expected the U-Net under 'model.', the context net under 'ctx_net.')") from None
+                         "(expected the U-Net under 'model.', the context net under 'ctx_net.', "
+                         "SimVP under 'backbone_net.')") from None
     mults = [w // dim for w in widths[1:]] + [mid // dim]
     raindiff = model == "raindiff"
     return dict(in_frames=in_frames, out_frames=4 * in_frames, dim=dim, dim_mults=tuple(mults),
-                tokenwise_attention=raindiff, post_attention=raindiff, variant="released")
+                tokenwise_attention=raindiff, post_attention=raindiff, variant="released", **simvp)
+
+
+def _count(state: dict[str, Tensor], pattern: str) -> int:
+    """Number of distinct indices captured by ``pattern`` among the keys of ``state``."""
+    return len({m.group(1) for key in state if (m := re.match(pattern, key))})
 
 
 def convert_file(model: str, source: Path, destination: Path) -> dict:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nowcast_pl.convert.official_keys import official_rules, translate_key
+from nowcast_pl.convert.official_keys import official_rules, to_official_key, translate_key
 
 MODELS = ("raindiff", "diffcast")
 
@@ -76,3 +76,17 @@ def convert_state_dict(official: dict[str, Tensor], target: dict[str, Tensor], m
                                  "check dim, dim_mults and in_frames")
             converted[key] = value.reshape(expected.shape)
     return {k: converted[k].to(target[k].dtype) for k in target}
+
+
+def export_official_names(state: dict[str, Tensor], model: str) -> dict[str, Tensor]:
+    """Our ``RainDiffNet`` state dict under the official names (the inverse of the name translation)."""
+    levels = len({m.group(1) for k in state if (m := re.match(r"denoiser\.downs\.(\d+)\.", k))})
+    rules = official_rules(model, levels)
+    up_units = {m.group(1) for k in state if (m := re.match(r"mean\.decoder\.units\.(\d+)\.body\.2\.", k))}
+    exported = {}
+    for key, value in state.items():
+        official = to_official_key(key, rules, up_units)
+        if official is None:
+            raise ValueError(f"{key} has no official {model} counterpart")
+        exported[official] = value
+    return exported

@@ -28,7 +28,8 @@ TOKENWISE_STAGE = (
     [(r"0\." + p, "conv_ffn." + r) for p, r in CONV_FFN]
     + [(r"1\.local_representation\." + p, "encoder.local." + r) for p, r in CONV_FFN]
     + [(r"1\.layer_scale_1", "encoder.layer_scale_attn"), (r"1\.layer_scale_2", "encoder.layer_scale_mlp"),
-       (r"1\.attn\.weight_q\.(.+)", r"encoder.attn.to_query.\1"), (r"1\.attn\.weight_k\.(.+)", r"encoder.attn.to_key.\1"),
+       (r"1\.attn\.weight_q\.(.+)", r"encoder.attn.to_query.\1"),
+       (r"1\.attn\.weight_k\.(.+)", r"encoder.attn.to_key.\1"),
        (r"1\.attn\.weight_v\.(.+)", DROP), (r"1\.attn\.weight_r\.(.+)", r"encoder.attn.out.\1"),
        (r"1\.attn\.weight_alpha", "encoder.attn.weight_alpha"), (r"1\.attn\.weight_beta", "encoder.attn.weight_beta"),
        (r"1\.linear\.norm1\.(.+)", r"encoder.mlp.0.\1"), (r"1\.linear\.fc1\.(.+)", r"encoder.mlp.1.\1"),

@@ -22,14 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nowcast_pl.diffusion import diffusion_loss, make_schedule, q_sample, sample, x0_denoiser
+from nowcast_pl.diffusion import diffusion_loss, q_sample, x0_denoiser
 from nowcast_pl.models.raindiff import RainDiffNet, normalise, unnormalise
-from nowcast_pl.tasks.base import Batch, NowcastTask
+from nowcast_pl.tasks.base import Batch
+from nowcast_pl.tasks.diffusion import DiffusionTask
 
 Contexts = tuple[list[Tensor], list[Tensor]]
 
 
-class RainDiffTask(NowcastTask):
+class RainDiffTask(DiffusionTask):
     """RainDiff / DiffCast: SimVP mean + context encoder + residual segment diffusion.
 
     Args:
@@ -43,44 +44,50 @@ class RainDiffTask(NowcastTask):
         local_context: the first segment uses the encoder state after frame ``T_in`` (released code).
         hid_S, hid_T, N_S, N_T: SimVP sizes.
         gamma: weight of the diffusion loss (eq. 8).
-        timesteps: diffusion steps T.
-        schedule: noise schedule name (``sigmoid`` in both official codes).
-        objective: network target, ``v`` in both official codes.
-        weighting: ``official`` (lucidrains, = eps-MSE for v) or ``plain``.
-        sampler: core sampler (``ddim``, ``ddpm``, ``dpmpp_2m``).
-        sampling_steps: sampler steps (250 as the paper).
-        eta: DDIM eta.
-        clip_denoised: clamp the denoised residual to [-1, 1] at every step (released code).
-        **kwargs: :class:`NowcastTask` arguments; the defaults here follow the paper (AdamW 1e-4,
-            betas (0.9, 0.95), 1000 warm-up steps from 0, cosine decay).
+        clip_denoised: clamp the denoised residual to [-1, 1] at every sampler step (released code).
+        sampling_steps: DDIM steps (250 as the paper); any core sampler and step count at test time.
+        lr, betas, warmup_steps, warmup_start_factor, gradient_clip_norm: the paper's optimiser (AdamW 1e-4,
+            betas (0.9, 0.95), 1000 warm-up steps from 0 then cosine, gradient norm clipped to 1).
+        **kwargs: :class:`DiffusionTask` arguments (T = 1000, sigmoid schedule, v objective with the
+            official weighting by default, as both official codes) and :class:`NowcastTask` arguments
+            (``ema_decay`` enables an EMA of the weights for evaluation).
     """
-
-    stochastic = True
 
     def __init__(self, *, dim: int = 64, dim_mults: Sequence[int] = (1, 2, 4, 8), tokenwise_attention: bool = True,
                  post_attention: bool = True, variant: Literal["paper", "released"] = "paper",
                  local_context: bool = True, hid_S: int = 64, hid_T: int = 256, N_S: int = 2, N_T: int = 6,
-                 gamma: float = 0.5, timesteps: int = 1000, schedule: Literal["linear", "cosine", "sigmoid"] = "sigmoid",
-                 objective: Literal["eps", "x0", "v"] = "v", weighting: Literal["official", "plain"] = "official",
-                 sampler: str = "ddim", sampling_steps: int = 250, eta: float = 0.0, clip_denoised: bool = True,
-                 **kwargs: Any) -> None:
-        kwargs = dict(lr=1e-4, betas=(0.9, 0.95), warmup_steps=1000, warmup_start_factor=0.0) | kwargs
-        super().__init__(**kwargs)
+                 gamma: float = 0.5, clip_denoised: bool = True, sampling_steps: int = 250, lr: float = 1e-4,
+                 betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 1000, warmup_start_factor: float = 0.0,
+                 gradient_clip_norm: float | None = 1.0, **kwargs: Any) -> None:
+        super().__init__(sampling_steps=sampling_steps, lr=lr, betas=betas, warmup_steps=warmup_steps,
+                         warmup_start_factor=warmup_start_factor, gradient_clip_norm=gradient_clip_norm, **kwargs)
         if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma (the diffusion-loss weight) must be in [0, 1], got {gamma}")
+            raise ValueError(f"model.init_args.gamma (the diffusion-loss weight) must be in [0, 1], got {gamma}")
         self.net = RainDiffNet(in_frames=self.in_frames, out_frames=self.out_frames, dim=dim, dim_mults=dim_mults,
                                tokenwise_attention=tokenwise_attention, post_attention=post_attention,
                                variant=variant, local_context=local_context, hid_S=hid_S, hid_T=hid_T, N_S=N_S,
                                N_T=N_T)
-        self.register_buffer("alphas_cumprod", make_schedule(schedule, timesteps), persistent=False)
-        self.gamma, self.objective, self.weighting = gamma, objective, weighting
+        self.gamma, self.clip = gamma, (-1.0, 1.0) if clip_denoised else None
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse, in one line, a checkpoint of another architecture or Token-wise Attention variant."""
+        ours = {k for k in self.state_dict() if k.startswith("net.")}
+        theirs = {k for k in checkpoint.get("state_dict", {}) if k.startswith("net.")}
+        if ours != theirs:
+            hp = self.hparams
+            raise ValueError(
+                f"the checkpoint does not fit this RainDiffTask (tokenwise_attention={hp.tokenwise_attention}, "
+                f"post_attention={hp.post_attention}, variant={hp.variant!r}, dim={hp.dim}, "
+                f"dim_mults={list(hp.dim_mults)}): missing {_listed(ours - theirs)}; unexpected "
+                f"{_listed(theirs - ours)}; set model.init_args to the architecture it was trained with")
+        super().on_load_checkpoint(checkpoint)
 
     # ----- training ------------------------------------------------------------------------------------------
 
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
         inputs, targets = batch["inputs"], batch["targets"]
         b = inputs.shape[0]
-        t = torch.randint(0, len(self.alphas_cumprod), (b,), device=inputs.device)
+        t = torch.randint(0, self.timesteps, (b,), device=inputs.device)
         shape = (b, self.in_frames, *inputs.shape[2:])
         noises = [torch.randn(shape, device=inputs.device) for _ in range(self.net.num_segments)]
         return self.loss_terms(inputs, targets, t, noises, batch.get("target_mask"))
@@ -115,8 +122,8 @@ class RainDiffTask(NowcastTask):
         cond = torch.zeros_like(x0) if segment == 0 else self._segment(residual, segment - 1)
         x_t = q_sample(x0, t, noise, self.alphas_cumprod)
         output = self.net.denoise(x_t, t, cond, self.net.segment_context(contexts, segment), segment)
-        return diffusion_loss(output, x0, noise, t, self.alphas_cumprod, objective=self.objective,
-                              weighting=self.weighting, mask=x0_valid)
+        return diffusion_loss(output, x0, noise, t, self.alphas_cumprod, objective=self.hparams.objective,
+                              weighting=self.hparams.loss_weighting, mask=x0_valid)
 
     def _segment(self, frames: Tensor, segment: int) -> Tensor:
         """Frames of a segment, zero-padded to ``T_in`` frames when the last segment is short."""
@@ -127,7 +134,7 @@ class RainDiffTask(NowcastTask):
 
     # ----- sampling ------------------------------------------------------------------------------------------
 
-    def forecast_rows(self, inputs: Tensor, generators: Sequence[torch.Generator] | None,
+    def forecast_rows(self, inputs: Tensor, generators: Sequence[torch.Generator],
                       x_T: Sequence[Tensor] | None = None) -> Tensor:
         """One member per row: ``(B, T_in, C, H, W)`` in [0, 1] -> ``(B, T_out, C, H, W)`` (not clamped).
 
@@ -141,20 +148,12 @@ class RainDiffTask(NowcastTask):
         for m in range(self.net.num_segments):
             context = self.net.segment_context(contexts, m)
             network = partial(self.net.denoise, cond=cond, context=context, segment=m)
-            denoiser = x0_denoiser(network, self.alphas_cumprod, self.objective)
-            cond = self.run_sampler(denoiser, shape, generators, None if x_T is None else x_T[m])
+            denoiser = x0_denoiser(network, self.alphas_cumprod, self.hparams.objective)
+            cond = self.run_sampler(denoiser, shape, generators, clip=self.clip, x_T=None if x_T is None else x_T[m])
             frames.append(self._segment(mean_n, m) + cond)
         return unnormalise(torch.cat(frames, dim=1)[:, : self.out_frames])
 
-    def run_sampler(self, denoiser, shape: Sequence[int], generators, x_T: Tensor | None = None) -> Tensor:
-        """The configured core sampler on ``denoiser``; noise row ``i`` from ``generators[i]``."""
-        hp = self.hparams
-        return sample(hp.sampler, denoiser, shape, self.alphas_cumprod, steps=hp.sampling_steps, eta=hp.eta,
-                      clip=(-1.0, 1.0) if hp.clip_denoised else None, generator=generators, x_T=x_T,
-                      device=self.device)
 
-    @torch.no_grad()
-    def forecast(self, inputs: Tensor) -> Tensor:
-        seeds = torch.randint(0, 2**62, (inputs.shape[0],)).tolist()
-        return self.forecast_rows(inputs, [torch.Generator().manual_seed(s) for s in seeds])
-
+def _listed(keys: set[str], limit: int = 4) -> str:
+    shown = ", ".join(sorted(keys)[:limit])
+    return f"{len(keys)} ({shown}{', ...' if len(keys) > limit else ''})" if keys else "0"
