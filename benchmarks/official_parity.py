@@ -108,7 +108,7 @@ def compare_networks(official, net: RainDiffNet, inputs: torch.Tensor, seed: int
         segment = 1
         unet_official = official.model(x_t, t, cond=cond, ctx=official_ctx[0],
                                        idx=torch.full_like(t, segment))
-        unet_ours = net.denoise(x_t, t, cond, ours_ctx[0], segment)
+        unet_ours = net.denoiser(x_t, t, cond, ours_ctx[0], torch.full_like(t, segment))
     return {"mean": max_diff(mean_official, mean_ours),
             "context_global": max_diff(official_ctx[0], ours_ctx[0]),
             "context_local": max_diff(official_ctx[1], ours_ctx[1]),

@@ -32,9 +32,9 @@ class _Recorder:
         self.calls, self.forward = [], task.net.denoiser.forward
         task.net.denoiser.forward = self
 
-    def __call__(self, x_t, t, cond, context, segment):
-        self.calls.append((cond.clone(), context, int(segment[0])))
-        return self.forward(x_t, t, cond, context, segment)
+    def __call__(self, x_t, t, cond, context, segment, *, features):
+        self.calls.append((cond.clone(), features[0][0], int(segment[0])))
+        return self.forward(x_t, t, cond, context, segment, features=features)
 
 
 def test_loss_on_a_fixed_batch_falls_well_below_its_start():
@@ -69,10 +69,11 @@ def test_segment_loop_teacher_forcing_and_context_switch(local_context):
     assert torch.equal(recorder.calls[0][0], torch.zeros_like(recorder.calls[0][0]))
     for m in (1, 2):  # the ground-truth residual of the previous segment
         assert torch.allclose(recorder.calls[m][0], residual[:, 3 * (m - 1):3 * m], atol=1e-5)
-    first_context = recorder.calls[0][1][0]
-    expected = local_ctx[0] if local_context else global_ctx[0]
-    assert torch.allclose(first_context, expected, atol=1e-5)
-    assert all(torch.allclose(call[1][0], global_ctx[0], atol=1e-5) for call in recorder.calls[1:])
+    level0 = task.net.denoiser.downs[0]
+    with torch.no_grad():
+        local_features, global_features = (level0.context_features(c[0])[0] for c in (local_ctx, global_ctx))
+    assert torch.allclose(recorder.calls[0][1], local_features if local_context else global_features, atol=1e-5)
+    assert all(torch.allclose(call[1], global_features, atol=1e-5) for call in recorder.calls[1:])
 
 
 def test_sampling_conditions_on_the_sampled_residual_and_truncates_the_last_segment():
@@ -151,3 +152,19 @@ def test_converter_names_missing_and_unexpected_keys_of_another_architecture(tmp
                         **(TINY | dict(dim_mults=[1, 2])))
     task.load_state_dict(checkpoint["state_dict"])
     assert torch.equal(task.net.denoiser.head.weight, diffcast["denoiser.head.weight"])
+
+
+def test_activation_checkpointing_keeps_loss_gradients_and_batchnorm_statistics():
+    plain = _task().train()
+    checkpointed = _task(activation_checkpointing=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    inputs, targets = _batch(plain)
+    t, noises = torch.tensor([5, 600]), [torch.randn(2, 3, 1, 16, 16) for _ in range(3)]
+    losses = [task.loss_terms(inputs, targets, t, noises)["loss"] for task in (plain, checkpointed)]
+    for loss in losses:
+        loss.backward()
+    assert torch.equal(losses[0], losses[1])
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-7), name
+    for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # BatchNorm running statistics updated once

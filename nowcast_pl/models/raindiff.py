@@ -71,6 +71,9 @@ class RainDiffNet(nn.Module):
         self.denoiser = RainDiffUNet(segment_frames=in_frames, dim=dim, dim_mults=dim_mults, channels=channels,
                                      tokenwise_attention=tokenwise_attention, variant=variant)
         self.frame_multiple = math.lcm(self.denoiser.downsampling, self.mean.downsample_factor)
+        # Depthwise and 1x1 convolutions run several times faster on CPU in channels-last layout.
+        self.context_encoder.to(memory_format=torch.channels_last)
+        self.denoiser.to(memory_format=torch.channels_last)
 
     def check_frames(self, inputs: Tensor) -> None:
         """One-line ValueError naming the setting when ``inputs (B, T_in, C, H, W)`` cannot be used."""
@@ -94,17 +97,23 @@ class RainDiffNet(nn.Module):
         frames = torch.cat([inputs_n, mean_n[:, : self.out_frames]], dim=1)
         return self.context_encoder(frames, local_frame=self.in_frames)
 
-    def segment_context(self, contexts: tuple[list[Tensor], list[Tensor]], segment: int) -> list[Tensor]:
-        """The context list of a segment: local for segment 0 when ``local_context``, else global."""
+    def condition(self, contexts: tuple[list[Tensor], list[Tensor]]) -> tuple[list, list]:
+        """The denoiser's context features for the first segment and for the others.
+
+        The first segment uses the local context when ``local_context`` (released code), the global one
+        otherwise; later segments always use the global context, whose features are computed once.
+        """
         global_ctx, local_ctx = contexts
-        return local_ctx if segment == 0 and self.local_context else global_ctx
+        later = self.denoiser.context_features(global_ctx)
+        first = self.denoiser.context_features(local_ctx) if self.local_context else later
+        return first, later
 
     def segment_bounds(self, segment: int) -> tuple[int, int]:
         """Forecast frames ``[start, stop)`` of a segment within ``T_out`` (the last may be short)."""
         start = segment * self.in_frames
         return start, min(start + self.in_frames, self.out_frames)
 
-    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, context: list[Tensor], segment: int) -> Tensor:
-        """Denoiser output for segment ``segment``: ``(B, S, C, H, W)``."""
+    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, condition: tuple[list, list], segment: int) -> Tensor:
+        """Denoiser output for segment ``segment`` given :meth:`condition`'s features: ``(B, S, C, H, W)``."""
         index = torch.full((x_t.shape[0],), segment, dtype=torch.long, device=x_t.device)
-        return self.denoiser(x_t, t, cond, context, index)
+        return self.denoiser(x_t, t, cond, None, index, features=condition[0 if segment == 0 else 1])

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nowcast_pl.layers.context_encoder import level_widths
@@ -52,6 +53,27 @@ class UNetLevel(nn.Module):
     def attend(self, x: Tensor) -> Tensor:
         x = self.temporal_attention(x)
         return self.tokenwise(x) if self.tokenwise is not None else x
+
+    def context_features(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """The context's share of ``block1``'s first conv and of its 1x1 shortcut (both linear in the input).
+
+        ``block1(cat(x, h))`` only depends on ``h`` through these two maps, so they are computed once per
+        context and reused by every denoiser call that shares it (all steps of a sampler, all segments on
+        the global context). Shapes: ``(B, C_h, H, W) -> 2 x (B, width, H, W)``.
+        """
+        split = self.block1.unit1.conv.in_channels - context.shape[1]
+        conv = F.conv2d(context, self.block1.unit1.conv.weight[:, split:], padding=1)
+        return conv, F.conv2d(context, self.block1.skip.weight[:, split:])
+
+    def first_block(self, x: Tensor, features: tuple[Tensor, Tensor], emb: Tensor) -> Tensor:
+        """``block1(cat(x, h), emb)`` from ``x`` and ``context_features(h)``."""
+        block, (context_conv, context_skip) = self.block1, features
+        split = x.shape[1]
+        conv = block.unit1.conv
+        h = F.conv2d(x, conv.weight[:, :split], conv.bias, padding=1) + context_conv
+        scale, shift = block.emb_proj(emb)[:, :, None, None].chunk(2, dim=1)
+        h = block.unit1.act(block.unit1.norm(h) * (scale + 1) + shift)
+        return block.unit2(h) + F.conv2d(x, block.skip.weight[:, :split], block.skip.bias) + context_skip
 
 
 class RainDiffUNet(nn.Module):
@@ -100,14 +122,22 @@ class RainDiffUNet(nn.Module):
         self.final_block = ResnetBlock(2 * dim, dim, emb_dim=emb_dim)
         self.head = nn.Conv2d(dim, segment_frames * channels, 1)
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor, context: Sequence[Tensor], segment: Tensor) -> Tensor:
+    def context_features(self, context: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """Per-level :meth:`UNetLevel.context_features` of an encoder context list."""
+        return [level.context_features(ctx) for level, ctx in zip(self.downs, context, strict=True)]
+
+    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor, context: Sequence[Tensor], segment: Tensor, *,
+                features: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
+        """Denoiser output; ``features`` (from :meth:`context_features`) replaces ``context`` when given."""
+        if features is None:
+            features = self.context_features(context)
         b, s, c, h, w = x_t.shape
         x = self.stem(torch.cat([cond.reshape(b, s * c, h, w), x_t.reshape(b, s * c, h, w)], dim=1))
         stem_out = x
         emb = torch.cat([self.time_mlp(t), self.segment_mlp(segment)], dim=1)
         skips = []
-        for level, ctx in zip(self.downs, context, strict=True):
-            x = level.block1(torch.cat([x, ctx], dim=1), emb)
+        for level, level_features in zip(self.downs, features, strict=True):
+            x = level.first_block(x, level_features, emb)
             skips.append(x)
             x = level.attend(level.block2(x, emb))
             skips.append(x)

@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nowcast_pl.diffusion import diffusion_loss, q_sample, x0_denoiser
+from nowcast_pl.layers.checkpointing import checkpointed
 from nowcast_pl.models.raindiff import RainDiffNet, normalise, unnormalise
 from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
 
-Contexts = tuple[list[Tensor], list[Tensor]]
+Condition = tuple[list, list]
 
 
 class RainDiffTask(DiffusionTask):
@@ -45,6 +46,8 @@ class RainDiffTask(DiffusionTask):
         hid_S, hid_T, N_S, N_T: SimVP sizes.
         gamma: weight of the diffusion loss (eq. 8).
         clip_denoised: clamp the denoised residual to [-1, 1] at every sampler step (released code).
+        activation_checkpointing: recompute each segment's U-Net activations in backward instead of keeping
+            them (same loss, gradients and BatchNorm statistics; less memory, one more U-Net forward each).
         sampling_steps: DDIM steps (250 as the paper); any core sampler and step count at test time.
         lr, betas, warmup_steps, warmup_start_factor, gradient_clip_norm: the paper's optimiser (AdamW 1e-4,
             betas (0.9, 0.95), 1000 warm-up steps from 0 then cosine, gradient norm clipped to 1).
@@ -58,7 +61,8 @@ class RainDiffTask(DiffusionTask):
                  local_context: bool = True, hid_S: int = 64, hid_T: int = 256, N_S: int = 2, N_T: int = 6,
                  gamma: float = 0.5, clip_denoised: bool = True, sampling_steps: int = 250, lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 1000, warmup_start_factor: float = 0.0,
-                 gradient_clip_norm: float | None = 1.0, **kwargs: Any) -> None:
+                 gradient_clip_norm: float | None = 1.0, activation_checkpointing: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(sampling_steps=sampling_steps, lr=lr, betas=betas, warmup_steps=warmup_steps,
                          warmup_start_factor=warmup_start_factor, gradient_clip_norm=gradient_clip_norm, **kwargs)
         if not 0.0 <= gamma <= 1.0:
@@ -68,6 +72,7 @@ class RainDiffTask(DiffusionTask):
                                variant=variant, local_context=local_context, hid_S=hid_S, hid_T=hid_T, N_S=N_S,
                                N_T=N_T)
         self.gamma, self.clip = gamma, (-1.0, 1.0) if clip_denoised else None
+        self.activation_checkpointing = activation_checkpointing
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, in one line, a checkpoint of another architecture or Token-wise Attention variant."""
@@ -110,18 +115,21 @@ class RainDiffTask(DiffusionTask):
         mean_mse = (squared * valid).sum() / valid.sum().clamp_min(1)
         mean_n = normalise(mean)
         residual = normalise(targets) - mean_n[:, : self.out_frames]
-        contexts = self.net.encode(normalise(inputs), mean_n)
-        diffusion = torch.stack([self._segment_loss(residual, valid, contexts, t, noise, m)
+        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n))
+        diffusion = torch.stack([self._segment_loss(residual, valid, condition, t, noise, m)
                                  for m, noise in enumerate(noises)]).mean()
         loss = (1.0 - self.gamma) * mean_mse + self.gamma * diffusion
         return {"loss": loss, "mean_mse": mean_mse.detach(), "diffusion": diffusion.detach()}
 
-    def _segment_loss(self, residual: Tensor, valid: Tensor, contexts: Contexts, t: Tensor, noise: Tensor,
+    def _segment_loss(self, residual: Tensor, valid: Tensor, condition: Condition, t: Tensor, noise: Tensor,
                       segment: int) -> Tensor:
         x0, x0_valid = self._segment(residual, segment), self._segment(valid, segment)
         cond = torch.zeros_like(x0) if segment == 0 else self._segment(residual, segment - 1)
         x_t = q_sample(x0, t, noise, self.alphas_cumprod)
-        output = self.net.denoise(x_t, t, cond, self.net.segment_context(contexts, segment), segment)
+        if self.activation_checkpointing:
+            output = checkpointed(self.net.denoiser, self.net.denoise, x_t, t, cond, condition, segment)
+        else:
+            output = self.net.denoise(x_t, t, cond, condition, segment)
         return diffusion_loss(output, x0, noise, t, self.alphas_cumprod, objective=self.hparams.objective,
                               weighting=self.hparams.loss_weighting, mask=x0_valid)
 
@@ -141,13 +149,12 @@ class RainDiffTask(DiffusionTask):
         ``x_T`` optionally fixes each segment's starting noise (``(B, T_in, C, H, W)`` per segment).
         """
         mean_n = normalise(self.net.predict_mean(inputs))
-        contexts = self.net.encode(normalise(inputs), mean_n)
+        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n))
         shape = (inputs.shape[0], self.in_frames, *inputs.shape[2:])
         cond = torch.zeros(shape, device=inputs.device, dtype=inputs.dtype)
         frames = []
         for m in range(self.net.num_segments):
-            context = self.net.segment_context(contexts, m)
-            network = partial(self.net.denoise, cond=cond, context=context, segment=m)
+            network = partial(self.net.denoise, cond=cond, condition=condition, segment=m)
             denoiser = x0_denoiser(network, self.alphas_cumprod, self.hparams.objective)
             cond = self.run_sampler(denoiser, shape, generators, clip=self.clip, x_T=None if x_T is None else x_T[m])
             frames.append(self._segment(mean_n, m) + cond)
