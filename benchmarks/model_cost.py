@@ -44,9 +44,10 @@ def model_args(config: Path) -> dict:
     return args
 
 
-def build_ours(config: Path, in_frames: int, out_frames: int):
+def build_ours(config: Path, in_frames: int, out_frames: int, overrides: list[str] = ()):
     from nowcast_pl.tasks.raindiff import RainDiffTask
     args = model_args(config) | dict(protocol="pysteps", thresholds=[20.0])
+    args |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in overrides)}
     args.pop("evaluation_scale", None)
     return RainDiffTask(in_frames=in_frames, out_frames=out_frames, **args)
 
@@ -69,7 +70,7 @@ def measure_train(args) -> dict:
     shape = (1, args.in_frames, 1, args.size, args.size)
     inputs, targets = torch.rand(shape), torch.rand((1, args.out_frames, 1, args.size, args.size))
     if args.side == "ours":
-        task = build_ours(args.config, args.in_frames, args.out_frames).train()
+        task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).train()
         module, loss_fn = task, lambda: task.training_loss({"inputs": inputs, "targets": targets})["loss"]
     else:
         module = build_official(args.official_repo, args.model, args.in_frames, args.out_frames, args.size).train()
@@ -116,7 +117,7 @@ def measure_sample(args) -> dict:
         with torch.no_grad(), _replayed_randomness(torch.zeros(1), draws):
             official.sample(inputs, args.out_frames)
         return {"sample_s": time.perf_counter() - start, "sample_steps": 250, "sampler": "ddim"}
-    task = build_ours(args.config, args.in_frames, args.out_frames).eval()
+    task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).eval()
     rows = [torch.Generator().manual_seed(0)]
 
     def forecast(sampler: str, steps: int) -> tuple[torch.Tensor, float]:
@@ -186,6 +187,8 @@ def parse_args(argv=None):
     parser.add_argument("--out-frames", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of the config's model.init_args for our model (repeatable)")
     parser.add_argument("--twa-memory-gb", type=float, default=4.0, help="largest softmax score matrix to run")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=("train", "sample", "attention"), help=argparse.SUPPRESS)
@@ -207,7 +210,8 @@ def main() -> None:
         print(json.dumps(measure(args)))
         return
     common = ["--config", str(args.config), "--in-frames", str(args.in_frames), "--out-frames", str(args.out_frames),
-              "--size", str(args.size), "--train-steps", str(args.train_steps), "--model", args.model]
+              "--size", str(args.size), "--train-steps", str(args.train_steps), "--model", args.model,
+              *(f"--model-arg={item}" for item in args.model_arg)]
     if args.official_repo is not None:
         common += ["--official-repo", str(args.official_repo.resolve())]
     sides = ["ours"] + (["official"] if args.official_repo is not None else [])

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from nowcast_pl.layers.checkpointing import checkpointed
 from nowcast_pl.layers.convgru import ConvGRUCell
 from nowcast_pl.layers.resample import SpaceToDepthDownsample
 from nowcast_pl.layers.tokenwise_attention import TokenwiseStage, Variant
@@ -85,7 +86,9 @@ class SpatioTemporalEncoder(nn.Module):
         self.post_attention = (nn.ModuleList(TokenwiseStage(w_in, variant=variant) for w_in, _ in widths)
                                if post_attention else None)
 
-    def forward(self, frames: Tensor, local_frame: int) -> tuple[list[Tensor], list[Tensor]]:
+    def forward(self, frames: Tensor, local_frame: int, *,
+                checkpoint: bool = False) -> tuple[list[Tensor], list[Tensor]]:
+        """Contexts; ``checkpoint`` recomputes each level's scan and Post-attention in backward (exact)."""
         b, t, c, h, w = frames.shape
         if not 0 <= local_frame < t:
             raise ValueError(f"local_frame must index one of the {t} scanned frames, got {local_frame}")
@@ -93,12 +96,13 @@ class SpatioTemporalEncoder(nn.Module):
         x = x.reshape(b, t, *x.shape[1:])
         global_ctx, local_ctx = [], []
         for level in self.levels:
-            states = level.scan(x)
+            states = checkpointed(level, level.scan, x) if checkpoint else level.scan(x)
             global_ctx.append(states[:, -1])
             local_ctx.append(states[:, local_frame])
             if level.downsample is not None:
                 flat = level.downsample(states.flatten(0, 1))
                 x = flat.reshape(b, t, *flat.shape[1:])
         if self.post_attention is not None:
-            global_ctx = [stage(g) for stage, g in zip(self.post_attention, global_ctx, strict=True)]
+            global_ctx = [checkpointed(stage, stage, g) if checkpoint else stage(g)
+                          for stage, g in zip(self.post_attention, global_ctx, strict=True)]
         return global_ctx, local_ctx

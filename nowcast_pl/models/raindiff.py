@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from nowcast_pl.layers.checkpointing import checkpointed
 from nowcast_pl.layers.context_encoder import SpatioTemporalEncoder
 from nowcast_pl.layers.tokenwise_attention import Variant, check_variant
 from nowcast_pl.models.raindiff_unet import RainDiffUNet
@@ -87,15 +88,25 @@ class RainDiffNet(nn.Module):
                 f"U-Net (dim_mults has {len(self.denoiser.downs)} levels); set data.frame_size to a multiple "
                 f"of {self.frame_multiple} (e.g. {max(1, round(h / self.frame_multiple)) * self.frame_multiple})")
 
-    def predict_mean(self, inputs: Tensor) -> Tensor:
-        """``(B, T_in, C, H, W)`` in [0, 1] -> ``mu (B, num_segments * T_in, C, H, W)`` in data units."""
-        self.check_frames(inputs)
-        return self.mean(inputs)
+    def predict_mean(self, inputs: Tensor, *, checkpoint: bool = False) -> Tensor:
+        """``(B, T_in, C, H, W)`` in [0, 1] -> ``mu (B, num_segments * T_in, C, H, W)`` in data units.
 
-    def encode(self, inputs_n: Tensor, mean_n: Tensor) -> tuple[list[Tensor], list[Tensor]]:
+        ``checkpoint`` recomputes each SimVP pass in backward instead of keeping its activations (exact).
+        """
+        self.check_frames(inputs)
+        if not checkpoint:
+            return self.mean(inputs)
+        frames, passes = inputs, []
+        for _ in range(self.num_segments):  # SimVP's iterative rollout, one checkpointed pass at a time
+            frames = checkpointed(self.mean, self.mean._single_pass, frames)
+            passes.append(frames)
+        return torch.cat(passes, dim=1)
+
+    def encode(self, inputs_n: Tensor, mean_n: Tensor, *,
+               checkpoint: bool = False) -> tuple[list[Tensor], list[Tensor]]:
         """Global and local contexts from normalised observations and the first ``T_out`` mean frames."""
         frames = torch.cat([inputs_n, mean_n[:, : self.out_frames]], dim=1)
-        return self.context_encoder(frames, local_frame=self.in_frames)
+        return self.context_encoder(frames, local_frame=self.in_frames, checkpoint=checkpoint)
 
     def condition(self, contexts: tuple[list[Tensor], list[Tensor]]) -> tuple[list, list]:
         """The denoiser's context features for the first segment and for the others.

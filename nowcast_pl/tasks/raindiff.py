@@ -46,8 +46,9 @@ class RainDiffTask(DiffusionTask):
         hid_S, hid_T, N_S, N_T: SimVP sizes.
         gamma: weight of the diffusion loss (eq. 8).
         clip_denoised: clamp the denoised residual to [-1, 1] at every sampler step (released code).
-        activation_checkpointing: recompute each segment's U-Net activations in backward instead of keeping
-            them (same loss, gradients and BatchNorm statistics; less memory, one more U-Net forward each).
+        activation_checkpointing: recompute activations in backward instead of keeping them — each SimVP
+            pass, each encoder level and each segment's U-Net call (same loss, gradients and BatchNorm
+            statistics; less memory, about one more forward pass of time).
         sampling_steps: DDIM steps (250 as the paper); any core sampler and step count at test time.
         lr, betas, warmup_steps, warmup_start_factor, gradient_clip_norm: the paper's optimiser (AdamW 1e-4,
             betas (0.9, 0.95), 1000 warm-up steps from 0 then cosine, gradient norm clipped to 1).
@@ -109,13 +110,14 @@ class RainDiffTask(DiffusionTask):
 
         Returns: ``loss``, ``mean_mse`` (data units) and ``diffusion`` (mean over segments).
         """
-        mean = self.net.predict_mean(inputs)
+        ckpt = self.activation_checkpointing and self.training
+        mean = self.net.predict_mean(inputs, checkpoint=ckpt)
         valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask.bool()
         squared = F.mse_loss(mean[:, : self.out_frames], targets, reduction="none")
         mean_mse = (squared * valid).sum() / valid.sum().clamp_min(1)
         mean_n = normalise(mean)
         residual = normalise(targets) - mean_n[:, : self.out_frames]
-        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n))
+        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n, checkpoint=ckpt))
         diffusion = torch.stack([self._segment_loss(residual, valid, condition, t, noise, m)
                                  for m, noise in enumerate(noises)]).mean()
         loss = (1.0 - self.gamma) * mean_mse + self.gamma * diffusion
