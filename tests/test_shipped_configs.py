@@ -25,7 +25,10 @@ def _trains_on_cpu(config: Path) -> bool:
 
 
 def _data_args(config: Path) -> dict:
-    data = yaml.safe_load(config.read_text())["data"]
+    content = yaml.safe_load(config.read_text())
+    if "data" not in content and "config" in content:  # the data section comes from an included config
+        return _data_args(config.parent / content["config"])
+    data = content["data"]
     if isinstance(data, str):  # a path to a data config
         data = yaml.safe_load((config.parent / data).read_text())["data"] if not Path(data).is_absolute() else {}
     return data.get("init_args", {})
