@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import random
 import sys
@@ -153,7 +154,16 @@ def sample_parity(official, ours, x: torch.Tensor, steps: int) -> dict[str, floa
     sample, first = ours.sample_latents(x, None, x_T=x_T, noise_in=noise_in, noise_out=noise_out)
     with scripted_randomness([noise_in, noise_out], randn=x_T):
         off_sample, off_first = official(x, include_mu=True)
-    return {f"sample_ddim{steps}_cfg1": maxdiff(sample, off_sample), "first_estimate_sampled": maxdiff(first, off_first)}
+    return {f"sample_ddim{steps}_cfg1": maxdiff(sample, off_sample),
+            "first_estimate_sampled": maxdiff(first, off_first)}
+
+
+def machine() -> dict:
+    """Where the numbers were measured: CPU model, cores, torch version and threads."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -179,8 +189,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"model": "stldm", "dataset": args.dataset, "frame_size": args.size, "dtype": "float32",
               "device": "cpu", "tolerance": TOLERANCE, "max_abs_diff": diffs,
               "pass": all(v <= TOLERANCE for v in diffs.values()),
-              "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                          "torch": torch.__version__, "threads": torch.get_num_threads()}}
+              "machine": machine()}
     text = json.dumps(result, indent=1)
     print(text)
     if args.output:

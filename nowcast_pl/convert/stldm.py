@@ -59,6 +59,48 @@ _RULES: list[tuple[str, str]] = [
     (r"^diff_unet\.ups\.(\d+)\.up\.", r"unet.ups.\1.up."),
     (r"^diff_unet\.conditions\.(\d+)\.", r"unet.cond_downs.\1."),
 ]
+# Ours -> official, for exporting our weights (round-trip tests; running them in the released code).
+_INVERSE_RULES: list[tuple[str, str]] = [
+    (r"^vae\.encoder\.(\d+)\.0\.", r"backbone.vae.encoder.enc.\1.conv.conv."),
+    (r"^vae\.encoder\.(\d+)\.1\.", r"backbone.vae.encoder.enc.\1.conv.norm."),
+    (r"^vae\.encoder\.(\d+)\.", r"backbone.vae.encoder.enc.\1."),
+    (r"^vae\.decoder\.(\d+)\.0\.", r"backbone.vae.decoder.dec.\1.conv.conv."),
+    (r"^vae\.decoder\.(\d+)\.1\.", r"backbone.vae.decoder.dec.\1.conv.norm."),
+    (r"^vae\.decoder\.(\d+)\.", r"backbone.vae.decoder.dec.\1."),
+    (r"^translator\.stages\.(\d+)\.1\.", r"backbone.hid.enc.\1.reduction."),
+    (r"^translator\.stages\.(\d+)\.0\.layer_scale(\d)", r"backbone.hid.enc.\1.block.layer_scale_\2"),
+    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.0\.", r"backbone.hid.enc.\1.block.attn.proj_1."),
+    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.3\.", r"backbone.hid.enc.\1.block.attn.proj_2."),
+    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.2\.local\.",
+     r"backbone.hid.enc.\1.block.attn.spatial_gating_unit.conv0."),
+    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.2\.dilated\.",
+     r"backbone.hid.enc.\1.block.attn.spatial_gating_unit.conv_spatial."),
+    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.2\.to_gate\.",
+     r"backbone.hid.enc.\1.block.attn.spatial_gating_unit.conv1."),
+    (r"^translator\.stages\.(\d+)\.0\.mlp\.body\.0\.", r"backbone.hid.enc.\1.block.mlp.fc1."),
+    (r"^translator\.stages\.(\d+)\.0\.mlp\.body\.1\.", r"backbone.hid.enc.\1.block.mlp.dwconv.dwconv."),
+    (r"^translator\.stages\.(\d+)\.0\.mlp\.body\.3\.", r"backbone.hid.enc.\1.block.mlp.fc2."),
+    (r"^translator\.stages\.(\d+)\.0\.(norm[12])\.", r"backbone.hid.enc.\1.block.\2."),
+    (r"^unet\.time_mlp\.net\.", r"diff_unet.time_mlp.mlp."),
+    (r"^unet\.(.+)\.(block\d)\.emb_proj\.", r"diff_unet.\1.\2.mlp."),
+    (r"^unet\.(.+)\.(block\d)\.unit(\d)\.conv\.", r"diff_unet.\1.\2.block\3.proj."),
+    (r"^unet\.(.+)\.(block\d)\.unit(\d)\.norm\.", r"diff_unet.\1.\2.block\3.norm."),
+    (r"^unet\.(.+)\.(block\d)\.skip\.", r"diff_unet.\1.\2.res_conv."),
+    (r"^unet\.mid\.spatial\.norm\.gain$", r"diff_unet.mid.qattn_spatial.fn.norm.g"),
+    (r"^unet\.mid\.spatial\.fn\.to_out\.", r"diff_unet.mid.qattn_spatial.fn.fn.to_out.0."),
+    (r"^unet\.mid\.spatial\.fn\.", r"diff_unet.mid.qattn_spatial.fn.fn."),
+    (r"^unet\.(.+)\.spatial\.norm\.gain$", r"diff_unet.\1.attn_spatial.fn.norm.g"),
+    (r"^unet\.(.+)\.spatial\.fn\.out_norm\.gain$", r"diff_unet.\1.attn_spatial.fn.fn.to_out.1.g"),
+    (r"^unet\.(.+)\.spatial\.fn\.to_out\.", r"diff_unet.\1.attn_spatial.fn.fn.to_out.0."),
+    (r"^unet\.(.+)\.spatial\.fn\.", r"diff_unet.\1.attn_spatial.fn.fn."),
+    (r"^unet\.mid\.temporal\.block\.norm\.gain$", r"diff_unet.mid.qattn_time.fn.norm.g"),
+    (r"^unet\.mid\.temporal\.block\.fn\.", r"diff_unet.mid.qattn_time.fn.fn."),
+    (r"^unet\.(.+)\.temporal\.block\.norm\.gain$", r"diff_unet.\1.attn_temporal.fn.norm.g"),
+    (r"^unet\.(.+)\.temporal\.block\.fn\.", r"diff_unet.\1.attn_temporal.fn.fn."),
+    (r"^unet\.downs\.(\d+)\.down\.", r"diff_unet.downs.\1.last."),
+    (r"^unet\.ups\.(\d+)\.up\.", r"diff_unet.ups.\1.up."),
+    (r"^unet\.cond_downs\.(\d+)\.", r"diff_unet.conditions.\1."),
+]
 _SCHEDULE_BUFFERS = {"betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
                      "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
                      "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
@@ -139,6 +181,32 @@ def convert_state_dict(official: Mapping[str, Tensor], target: Mapping[str, Tens
     return converted
 
 
+def export_official(ours: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Our ``STLDM.state_dict()`` in the released code's layout (the inverse of :func:`convert_state_dict`).
+
+    The released model's unused last condition conv is filled with zeros; its schedule buffers are not
+    written (the released model builds them itself: load with ``strict=False``). Spatial-only models have no
+    released counterpart.
+    """
+    if not any(".temporal.block." in key for key in ours):
+        raise ValueError("a spatial-only STLDM has no released-code layout to export to")
+    readout = max(int(m.group(1)) for k in ours if (m := re.match(r"vae\.decoder\.(\d+)\.", k)))
+    exported: dict[str, Tensor] = {}
+    for key, value in ours.items():
+        if key.startswith(f"vae.decoder.{readout}."):
+            exported[key.replace(f"vae.decoder.{readout}.", "backbone.vae.decoder.readout.")] = value
+            continue
+        new = next((re.sub(p, r, key) for p, r in _INVERSE_RULES if re.match(p, key)), None)
+        if new is None:
+            raise ValueError(f"no released-code name for {key!r}")
+        exported[new] = value.reshape(1, -1, 1, 1) if key.endswith(".gain") else value
+    last = sum(1 for k in ours if re.match(r"unet\.downs\.\d+\.down\.weight$", k)) - 1
+    top = ours[f"unet.downs.{last}.down.weight"]
+    exported[f"diff_unet.conditions.{last}.weight"] = top.new_zeros(top.shape[0], top.shape[1], 4, 4)
+    exported[f"diff_unet.conditions.{last}.bias"] = top.new_zeros(top.shape[0])
+    return exported
+
+
 def check_schedule(official: Mapping[str, Tensor], alphas_cumprod: Tensor) -> None:
     """Raise ValueError if the checkpoint's ᾱ buffer differs from ours (another schedule or T)."""
     theirs = official.get("alphas_cumprod")
@@ -159,7 +227,18 @@ def write_checkpoint(official_path: str | Path, out_path: str | Path, **task_ove
     task = STLDMTask(in_frames=config["in_frames"], out_frames=config["out_frames"], **task_overrides)
     check_schedule(official, task.alphas_cumprod)
     task.net.load_state_dict(convert_state_dict(official, task.net.state_dict()))
-    return task.save_converted(out_path)
+    return save_task_checkpoint(task, out_path)
+
+
+def save_task_checkpoint(task, out_path: str | Path) -> Path:
+    """Save ``task`` as a Lightning checkpoint that ``nowcast test --ckpt_path`` loads (step 0, no optimiser)."""
+    import lightning
+
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "epoch": 0,
+                "global_step": 0, "pytorch-lightning_version": lightning.__version__}, out_path)
+    return out_path
 
 
 def main(argv: list[str] | None = None) -> None:
