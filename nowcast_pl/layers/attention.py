@@ -83,14 +83,17 @@ class PatchLinearAttention(nn.Module):
         p = self.patch_size
         if h % p or w % p:
             raise ValueError(f"PatchLinearAttention: feature map {h}x{w} is not divisible by patch_size={p}")
-        qkv = self.to_qkv(x).reshape(n, 3, self.heads, -1, h // p, p, w // p, p)
-        q, k, v = qkv.permute(1, 0, 2, 4, 6, 3, 5, 7).flatten(-2).unbind(0)  # (n, heads, nh, nw, d, p*p)
-        q = q.softmax(dim=-2) * self.scale
-        k = k.softmax(dim=-1)
-        context = k @ v.transpose(-1, -2)                     # (..., d, e)
-        out = context.transpose(-1, -2) @ q                   # (..., e, p*p)
-        out = out.reshape(n, self.heads, h // p, w // p, -1, p, p).permute(0, 1, 4, 2, 5, 3, 6)
-        return self.out_norm(self.to_out(out.reshape(n, -1, h, w)))
+        q, k, v = (self._windows(part) for part in self.to_qkv(x).chunk(3, dim=1))  # (n, heads, nh, nw, d, p*p)
+        context = k.softmax(dim=-1) @ v.transpose(-1, -2)                           # (..., d, e)
+        out = (context.transpose(-1, -2) @ q.softmax(dim=-2)) * self.scale          # (..., e, p*p)
+        out = out.unflatten(-1, (p, p)).permute(0, 1, 4, 2, 5, 3, 6).reshape(n, -1, h, w)
+        return self.out_norm(self.to_out(out))
+
+    def _windows(self, t: Tensor) -> Tensor:
+        """``(n, heads * d, H, W)`` -> ``(n, heads, H/p, W/p, d, p * p)``: tokens of each window last."""
+        n, _, h, w = t.shape
+        p = self.patch_size
+        return t.reshape(n, self.heads, -1, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6).flatten(-2)
 
 
 class FullSpatialAttention(nn.Module):

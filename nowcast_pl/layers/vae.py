@@ -24,7 +24,7 @@ def conv_gn_lrelu(in_channels: int, out_channels: int, *, resample: str = "none"
         conv: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1, output_padding=1)
     else:
         conv = nn.Conv2d(in_channels, out_channels, 3, stride=2 if resample == "down" else 1, padding=1)
-    return nn.Sequential(conv, nn.GroupNorm(2, out_channels), nn.LeakyReLU(0.2))
+    return nn.Sequential(conv, nn.GroupNorm(2, out_channels), nn.LeakyReLU(0.2, inplace=True))
 
 
 def reparameterize(mean: Tensor, log_var: Tensor, noise: Tensor | None = None) -> Tensor:
