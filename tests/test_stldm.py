@@ -141,7 +141,19 @@ def test_guidance_weight_zero_is_the_conditional_model():
                           steps=3, x_T=x_T)
     assert torch.allclose(sample, task.net.decode(latents), atol=1e-6)
     task.guidance_scale = 1.0
-    assert not torch.allclose(sample, task.sample_latents(inputs, None, x_T=x_T)[0], atol=1e-4)
+    guided_batched = task.sample_latents(inputs, None, x_T=x_T)[0]
+    assert not torch.allclose(sample, guided_batched, atol=1e-4)
+    task.hparams.batched_guidance = False
+    assert torch.allclose(guided_batched, task.sample_latents(inputs, None, x_T=x_T)[0], atol=1e-5)
+
+
+@torch.no_grad()
+def test_a_dropped_row_sees_zeros_at_every_level_like_no_condition():
+    net = tiny_task().net.eval()
+    z_t, t, cond = torch.randn(2, 4, 8, 4, 4), torch.tensor([5, 5]), torch.randn(2, 4, 8, 4, 4)
+    mixed = net.denoise(z_t, t, cond, torch.tensor([1.0, 0.0]))
+    assert torch.allclose(mixed[1], net.denoise(z_t[1:], t[1:], None)[0], atol=1e-5)
+    assert torch.allclose(mixed[0], net.denoise(z_t[:1], t[:1], cond[:1])[0], atol=1e-5)
 
 
 @torch.no_grad()

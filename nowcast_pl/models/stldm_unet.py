@@ -155,14 +155,11 @@ class STLDMUNet(nn.Module):
         """
         if cond is None or (keep is not None and not bool(keep.any())):
             return [None] * self.levels
-        frames = cond.shape[1]
-        level = cond.flatten(0, 1)
-        if keep is not None:
-            level = level * keep.to(level.dtype).repeat_interleave(frames)[:, None, None, None]
-        pyramid = [level]
+        rows = None if keep is None else keep.to(cond.dtype).repeat_interleave(cond.shape[1])[:, None, None, None]
+        pyramid = [cond.flatten(0, 1)]
         for conv in self.cond_downs:
             pyramid.append(conv(pyramid[-1]))
-        return pyramid
+        return pyramid if rows is None else [level * rows for level in pyramid]
 
     def forward(self, z_t: Tensor, t: Tensor, cond: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
         b, frames, c, h, w = z_t.shape
