@@ -101,6 +101,9 @@ _INVERSE_RULES: list[tuple[str, str]] = [
     (r"^unet\.ups\.(\d+)\.up\.", r"diff_unet.ups.\1.up."),
     (r"^unet\.cond_downs\.(\d+)\.", r"diff_unet.conditions.\1."),
 ]
+ARCHITECTURE = ("in_frames", "out_frames", "latent_channels", "vae_layers", "translator_width", "translator_depth",
+                "mlp_ratio", "drop_path", "unet_base", "unet_mults", "patch_size", "groups", "heads", "dim_head",
+                "temporal_attention", "temporal_norm", "timesteps", "noise_schedule", "objective")
 _SCHEDULE_BUFFERS = {"betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
                      "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
                      "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
@@ -236,8 +239,10 @@ def save_task_checkpoint(task, out_path: str | Path) -> Path:
 
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams), "epoch": 0,
-                "global_step": 0, "pytorch-lightning_version": lightning.__version__}, out_path)
+    # Only the architecture: evaluation settings (thresholds, protocol, ...) stay with the user's config.
+    hparams = {"_class_path": "nowcast_pl.tasks.STLDMTask"} | {k: task.hparams[k] for k in ARCHITECTURE}
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 0,
+                "pytorch-lightning_version": lightning.__version__}, out_path)
     return out_path
 
 
