@@ -53,14 +53,29 @@ def batch_of(t_in: int, t_out: int, size: int) -> tuple[torch.Tensor, torch.Tens
             torch.rand(1, t_out, 1, size, size, generator=generator))
 
 
+def timed(fn, repeats: int) -> tuple[list[float], list[float]]:
+    """Wall-clock and process CPU seconds of ``repeats`` calls (CPU time is less sensitive to other load)."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return wall, cpu
+
+
 def time_train(step, steps: int) -> dict:
-    times = []
-    for _ in range(steps + 1):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return {"train_step_s": round(statistics.median(times[1:]), 3), "train_step_first_s": round(times[0], 3),
+    wall, cpu = timed(step, steps + 1)
+    return {"train_step_s": round(statistics.median(wall[1:]), 3), "train_step_min_s": round(min(wall[1:]), 3),
+            "train_step_cpu_s": round(statistics.median(cpu[1:]), 3), "train_step_first_s": round(wall[0], 3),
             "train_peak_rss_gb": round(peak_rss_gb(), 3)}
+
+
+def time_sample(sample, repeats: int) -> dict:
+    sample()
+    wall, cpu = timed(sample, repeats)
+    return {"sample_s": round(statistics.median(wall), 3), "sample_min_s": round(min(wall), 3),
+            "sample_cpu_s": round(statistics.median(cpu), 3)}
 
 
 def measure_ours_train(config: Path, steps: int) -> dict:
@@ -86,15 +101,11 @@ def measure_ours_sample(config: Path, repeats: int, search: bool) -> dict:
     latent = (1, t_out, task.net.vae.latent_channels, size // 4, size // 4)
     x_T = torch.randn(*latent, generator=torch.Generator().manual_seed(1))
     task.sampler, task.sampling_steps, task.guidance_scale = "ddim", 20, 1.0
-    task.sample_latents(x, None, x_T=x_T)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        reference, _ = task.sample_latents(x, None, x_T=x_T)
-        times.append(time.perf_counter() - start)
-    result = {"params": sum(p.numel() for p in task.parameters()), "sample_s": round(statistics.median(times), 3),
-              "sample_steps": 20, "sample_guidance": 1.0, "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
+    result = {"params": sum(p.numel() for p in task.parameters())}
+    result |= time_sample(lambda: task.sample_latents(x, None, x_T=x_T), repeats)
+    result |= {"sample_steps": 20, "sample_guidance": 1.0, "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
     if search:
+        reference, _ = task.sample_latents(x, None, x_T=x_T)
         result["fastest_sampler"] = fastest_sampler(task, x, x_T, reference)
     return result
 
@@ -153,15 +164,9 @@ def measure_official_sample(repo: Path, config: Path, repeats: int) -> dict:
     model, data = official_model(repo, config, 1.0)
     model.eval()
     x, _ = batch_of(data["in_frames"], data["out_frames"], int(data.get("frame_size") or 128))
-    model(x)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - start)
-    return {"params": sum(p.numel() for p in model.parameters()), "sample_s": round(statistics.median(times), 3),
-            "sample_steps": model.sampling_timesteps, "sample_guidance": 1.0,
-            "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
+    result = {"params": sum(p.numel() for p in model.parameters())} | time_sample(lambda: model(x), repeats)
+    return result | {"sample_steps": model.sampling_timesteps, "sample_guidance": 1.0,
+                     "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
 
 
 def run_isolated(args: argparse.Namespace, who: str, what: str) -> dict:
@@ -212,7 +217,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["official"] = {}
         for what in whats:
             result["official"] |= run_isolated(args, "official", what)
-        for key in ("train_step_s", "train_peak_rss_gb", "sample_s"):
+        for key in ("train_step_s", "train_step_min_s", "train_step_cpu_s", "train_peak_rss_gb", "sample_s",
+                    "sample_min_s", "sample_cpu_s"):
             if key in result and key in result["official"]:
                 result[f"{key}_ratio"] = round(result[key] / result["official"][key], 3)
     result["machine"] = machine()

@@ -209,3 +209,21 @@ def test_converter_round_trip_and_errors_for_another_configuration():
     official["diff_unet.extra.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="unexpected key in the official STLDM state dict: 'diff_unet.extra"):
         convert_state_dict(official, ours)
+
+
+def test_staged_training_loads_the_named_pretrained_parts_only(tmp_path):
+    from nowcast_pl.tasks.stldm import load_pretrained
+
+    source, target = tiny_task(), tiny_task()
+    for parameter in source.parameters():
+        torch.nn.init.normal_(parameter)
+    torch.save({"state_dict": source.state_dict()}, tmp_path / "stage1.ckpt")
+    load_pretrained(target, tmp_path / "stage1.ckpt", ["net.vae", "net.translator"])
+    for name in ("vae", "translator"):
+        assert all(torch.equal(a, b) for a, b in zip(getattr(source.net, name).state_dict().values(),
+                                                      getattr(target.net, name).state_dict().values(), strict=True))
+    assert not torch.equal(source.net.unet.time_mlp.net[1].weight, target.net.unet.time_mlp.net[1].weight)
+    with pytest.raises(ValueError, match="has no weights for 'net.nothing'"):
+        load_pretrained(target, tmp_path / "stage1.ckpt", ["net.nothing"])
+    with pytest.raises(ValueError, match="pretrained_modules needs model.init_args.pretrained_ckpt"):
+        tiny_task(pretrained_modules=["net.vae"])

@@ -255,9 +255,9 @@ def load_pretrained(task: STLDMTask, path: str | Path, modules: list[str]) -> No
     """Copy the weights of ``modules`` (e.g. ``"net.vae"``) from an STLDMTask checkpoint into ``task``."""
     state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
     for name in modules:
-        module = task.get_submodule(name)
         prefix = name + "."
         part = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
         if not part:
-            raise ValueError(f"model.init_args.pretrained_ckpt {path} has no weights for {name!r}")
-        module.load_state_dict(part)
+            raise ValueError(f"model.init_args.pretrained_ckpt {path} has no weights for {name!r} "
+                             f"(pretrained_modules are e.g. net.vae, net.translator, net.unet)")
+        task.get_submodule(name).load_state_dict(part)
