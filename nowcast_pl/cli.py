@@ -16,6 +16,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from nowcast_pl.callbacks import DEFAULT_CALLBACKS
 from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
 from nowcast_pl.tasks.base import NowcastTask
@@ -49,6 +50,17 @@ class NowcastCLI(LightningCLI):
             )
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
+        trainer.callbacks = _with_default_callbacks(trainer.callbacks)
+
+
+def _with_default_callbacks(callbacks: list | None) -> list:
+    """The configured callbacks plus each file-writing callback the config does not list already."""
+    callbacks = list(callbacks or [])
+    listed = {c.class_path.rsplit(".", 1)[-1] for c in callbacks if getattr(c, "class_path", None)}
+    for cls in DEFAULT_CALLBACKS:
+        if cls.__name__ not in listed:
+            callbacks.append(Namespace(class_path=f"{cls.__module__}.{cls.__name__}", init_args=Namespace()))
+    return callbacks
 
 
 def build_cli(args: list[str] | None = None, *, run: bool = True) -> NowcastCLI:

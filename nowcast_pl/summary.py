@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         verdict = "beats" if value > base else "does NOT beat"
         print(f"{Path(args[0]).name} {key} = {value:.4f} {verdict} {Path(args[1]).name} {base_key} = {base:.4f}")
         return 0 if value > base else 1
-        print(f"{key} = {value:.4f}")
+    print(f"{Path(args[0]).name} {key} = {value:.4f}")
     return 0
 
 

@@ -35,7 +35,7 @@ def test_fit_test_predict_write_run_folder_metrics_and_forecasts(tmp_path, store
     scores = json.loads((run / "test_metrics.json").read_text())
     assert {"csi@20dBZ", "csi@35dBZ/lead_04", "hss_m", "mse", "ssim"} <= set(scores)
     assert 0.0 <= scores["csi@20dBZ"] <= 1.0 and (run / "test_panel.png").stat().st_size > 10_000
-    _run("predict", *common, "--ckpt_path", "last", "--trainer.callbacks+=nowcast_pl.tasks.writer.ForecastWriter")
+    _run("predict", *common, "--ckpt_path", "last")  # ForecastWriter is a default callback
     forecast = xr.open_zarr(run / "forecast.zarr", consolidated=False)["forecast"]
     assert forecast.dims == ("init_time", "member", "lead_time", "y", "x")
     assert forecast.attrs["units"] == "dBZ" and forecast.sizes["init_time"] == 9

@@ -402,3 +402,17 @@ def test_flatten_scores_rejects_duplicates():
     assert flatten_scores({"a": {"csi@1": value}, "mse": value}) == {"csi@1": value, "mse": value}
     with pytest.raises(ValueError, match="duplicate"):
         flatten_scores({"a": {"mse": value}, "b": {"mse": value}})
+
+
+def test_float64_quantised_values_at_the_threshold_are_scored_in_float64_like_pysteps():
+    """BoM-like 0.05 mm steps: 6 × 0.05 = 0.30000000000000004 > 0.3 in float64 but not after rounding to float32."""
+    detcatscores = pytest.importorskip("pysteps.verification.detcatscores")
+    generator = np.random.default_rng(0)
+    preds, target = (generator.integers(0, 12, (2, 3, 16, 16)) * 0.05 for _ in range(2))
+    metric = CategoricalScores([0.3], lead_times=3, comparison=">", aggregation="global", scores=("csi",))
+    metric.update(torch.from_numpy(preds), torch.from_numpy(target))
+    expected = detcatscores.det_cat_fct(preds, target, 0.3, scores="CSI")["CSI"]
+    assert metric.compute()["csi@0.3"].item() == pytest.approx(expected, rel=1e-6)
+    rounded = CategoricalScores([0.3], lead_times=3, comparison=">", aggregation="global", scores=("csi",))
+    rounded.update(torch.from_numpy(preds).float(), torch.from_numpy(target).float())
+    assert abs(rounded.compute()["csi@0.3"].item() - expected) > 1e-3  # the float32 rounding this test guards

@@ -11,7 +11,14 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from nowcast_pl.data.store import RadarStore
-from nowcast_pl.data.transforms import RESIZE_METHODS, ResizeMethod, resize_frames, resize_mask, scale_to_unit
+from nowcast_pl.data.transforms import (
+    RESIZE_METHODS,
+    ResizeMethod,
+    resize_frames,
+    resize_mask,
+    scale_to_unit,
+    unit_to_physical,
+)
 from nowcast_pl.data.windows import Split, find_windows
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -57,6 +64,8 @@ class RadarWindowDataset(Dataset):
         self.frame_size = frame_size or store.frame_shape
         self.resize_method = resize_method
         self.antialias = antialias
+        # (N,) int64 UTC epoch seconds of the last observed frame of every window (the forecast start).
+        self.init_times = store.times[starts + in_frames - 1].astype(np.int64)
 
     def __len__(self) -> int:
         return int(self.starts.size)
@@ -77,13 +86,12 @@ class RadarWindowDataset(Dataset):
                                method=self.resize_method, antialias=self.antialias).clamp_(0.0, 1.0)
         mask = resize_mask(torch.from_numpy(valid)[:, None], self.frame_size, method=self.resize_method)
         t_in = self.in_frames
-        init_time = store.times[start + t_in - 1].astype(np.int64)
         return {
             "inputs": frames[:t_in],
             "targets": frames[t_in:],
             "input_mask": mask[:t_in],
             "target_mask": mask[t_in:],
-            "init_time": torch.tensor(init_time, dtype=torch.int64),
+            "init_time": torch.tensor(self.init_times[index], dtype=torch.int64),
             "window": torch.tensor(index, dtype=torch.int64),
         }
 
@@ -162,6 +170,14 @@ class RadarDataModule(pl.LightningDataModule):
     def time_step_minutes(self) -> float:
         """Minutes between consecutive frames of the store."""
         return self.store.attrs["time_step_seconds"] / 60.0
+
+    def init_times(self, split_name: str) -> np.ndarray:
+        """(N,) int64 UTC epoch seconds of the forecast start of every window of a set-up split, in order."""
+        return self.datasets[split_name].init_times
+
+    def to_physical(self, values):
+        """[0, 1] model values (array or tensor) → the store's physical units, e.g. dBZ."""
+        return unit_to_physical(values, self.value_range)
 
     def setup(self, stage: str) -> None:
         for split_name in STAGE_SPLITS[stage]:

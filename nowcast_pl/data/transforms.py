@@ -34,6 +34,20 @@ def scale_to_unit(physical: np.ndarray, value_range: tuple[float, float]) -> tup
     return np.clip(scaled, 0.0, 1.0).astype(np.float32), valid
 
 
+def unit_to_physical(values, value_range: tuple[float, float]):
+    """Inverse of :func:`scale_to_unit` for values in [0, 1]: ``lo + values * (hi - lo)``.
+
+    Args:
+        values: NumPy array or tensor in [0, 1] (any shape).
+        value_range: (lo, hi) physical values of 0 and 1.
+
+    Returns:
+        The same type and shape, in physical units.
+    """
+    lo, hi = value_range
+    return values * (hi - lo) + lo
+
+
 def resize_frames(
     frames: torch.Tensor,
     size: tuple[int, int],

@@ -14,7 +14,7 @@ from torchmetrics.utilities import rank_zero_warn
 def as_frames(
     preds: Tensor, target: Tensor, mask: Tensor | None, *, lead_times: int, require_mask: bool = False
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Validate metric inputs and bring them to (B, T, H, W) float32 with a validity mask.
+    """Validate metric inputs and bring them to (B, T, H, W) at the evaluation precision, with a validity mask.
 
     Args:
         preds: forecast, (B, T, H, W) or (B, T, 1, H, W), any float dtype, evaluation value space.
@@ -26,8 +26,9 @@ def as_frames(
 
     Returns:
         ``(preds, target, valid)``: valid as (B, T, H, W) bool, True where ``mask`` holds and both values are
-        finite; preds and target as (B, T, H, W) float32, set to 0 wherever ``valid`` is False (so missing-data
-        codes and NaN never reach a filter).
+        finite; preds and target as (B, T, H, W) in :func:`evaluation_dtype` (float64 if either input is
+        float64, else float32), set to 0 wherever ``valid`` is False (so missing-data codes and NaN never reach
+        a filter).
 
     Raises:
         ValueError: if a shape is wrong, T differs from ``lead_times``, or a required mask is missing.
@@ -39,14 +40,68 @@ def as_frames(
         raise ValueError(f"preds {tuple(preds.shape)} and target {tuple(target.shape)} must have one shape")
     if preds.shape[1] != lead_times:
         raise ValueError(f"expected lead_times={lead_times} frames on dim 1, got {tuple(preds.shape)}")
-    preds, target = preds.to(torch.float32), target.to(torch.float32)
-    valid = torch.isfinite(preds) & torch.isfinite(target)
+    dtype = evaluation_dtype(preds, target)
+    preds, target = preds.to(dtype), target.to(dtype)
+    valid = _valid_pixels(torch.isfinite(preds) & torch.isfinite(target), mask, require_mask)
+    zero = preds.new_zeros(())
+    return torch.where(valid, preds, zero), torch.where(valid, target, zero), valid
+
+
+def as_ensemble(
+    members: Tensor, target: Tensor, mask: Tensor | None, *, lead_times: int, require_mask: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Validate ensemble metric inputs and bring them to (B, N, T, H, W) and (B, T, H, W) with a validity mask.
+
+    Args:
+        members: ensemble forecast, (B, N, T, H, W) or (B, N, T, 1, H, W) with N ≥ 1 members, any float
+            dtype, evaluation value space.
+        target: observation, (B, T, H, W) or (B, T, 1, H, W).
+        mask: optional bool mask as in :func:`as_frames` (broadcasts to (B, T, H, W)).
+        lead_times: expected T.
+        require_mask: raise when ``mask`` is None.
+
+    Returns:
+        ``(members, target, valid)``: valid as (B, T, H, W) bool, True where ``mask`` holds and the
+        observation and every member are finite; members (B, N, T, H, W) and target (B, T, H, W) in
+        :func:`evaluation_dtype`, set to 0 wherever ``valid`` is False.
+
+    Raises:
+        ValueError: if a shape is wrong, T differs from ``lead_times``, or a required mask is missing.
+        TypeError: if ``mask`` is not a bool tensor.
+    """
+    if members.ndim == 6 and members.shape[3] == 1:
+        members = members.squeeze(3)
+    if members.ndim != 5:
+        shape = tuple(members.shape)
+        raise ValueError(f"ensemble forecasts must be (B, N, T, H, W) or (B, N, T, 1, H, W), got {shape}")
+    target = _squeeze_channel(target, "target")
+    if members.shape[:1] + members.shape[2:] != target.shape:
+        raise ValueError(f"members {tuple(members.shape)} and target {tuple(target.shape)} differ outside dim 1")
+    if target.shape[1] != lead_times:
+        raise ValueError(f"expected lead_times={lead_times} frames, got target {tuple(target.shape)}")
+    dtype = evaluation_dtype(members, target)
+    members, target = members.to(dtype), target.to(dtype)
+    finite = torch.isfinite(members).all(dim=1) & torch.isfinite(target)
+    valid = _valid_pixels(finite, mask, require_mask)
+    zero = target.new_zeros(())
+    return torch.where(valid[:, None], members, zero), torch.where(valid, target, zero), valid
+
+
+def evaluation_dtype(*fields: Tensor) -> torch.dtype:
+    """float64 if any field is float64, else float32: scores keep the precision of float64 inputs.
+
+    Thresholding in float32 would move quantised values that sit exactly at a threshold (e.g. 0.3 mm stored as
+    6 × 0.05) to the other side of a ``>`` or ``>=`` test; bf16/fp16 model outputs are scored in float32.
+    """
+    return torch.float64 if any(field.dtype == torch.float64 for field in fields) else torch.float32
+
+
+def _valid_pixels(finite: Tensor, mask: Tensor | None, require_mask: bool) -> Tensor:
     if mask is None and require_mask:
         raise ValueError("this metric's protocol is defined on masked pixels; pass mask=...")
     if mask is not None:
-        valid = valid & _broadcast_mask(mask, valid.shape).to(valid.device)
-    zero = preds.new_zeros(())
-    return torch.where(valid, preds, zero), torch.where(valid, target, zero), valid
+        finite = finite & _broadcast_mask(mask, finite.shape).to(finite.device)
+    return finite
 
 
 def _squeeze_channel(frames: Tensor, name: str) -> Tensor:
@@ -104,3 +159,24 @@ def positive_int(value: int, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
     return value
+
+
+def curve_points(scores: Mapping[str, object], prefix: str) -> tuple[list[float], list[float]]:
+    """A curve spread over scalar keys ``f"{prefix}/bin_XX"`` or ``f"{prefix}/p_X"``, back as (x, y) lists.
+
+    Args:
+        scores: flat scores, e.g. ``flatten_scores(metrics.compute())`` or a loaded ``test_metrics.json``.
+        prefix: e.g. ``"rel_observed@20dBZ"``, ``"roc_pod@20dBZ"``, ``"rank_hist"``.
+
+    Returns:
+        ``(positions, values)`` sorted by position: the bin index or rank for ``bin_XX``, the probability
+        threshold for ``p_X``; values as floats. Empty lists when no key matches.
+    """
+    points = []
+    for key, value in scores.items():
+        label = key[len(prefix) + 1 :] if key.startswith(f"{prefix}/") else ""
+        kind, _, position = label.partition("_")
+        if kind in ("bin", "p") and position and "/" not in position:
+            points.append((float(position), float(value)))
+    points.sort()
+    return [x for x, _ in points], [y for _, y in points]

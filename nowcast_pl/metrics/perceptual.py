@@ -126,7 +126,7 @@ class LPIPSScore(Metric):
     def _to_lpips_input(self, frames: Tensor) -> Tensor:
         """(B, T, H, W) evaluation space -> (B·T, 3, h, w) float32 in [-1, 1]."""
         low, high = self.value_range
-        scaled = (2 * (frames - low) / (high - low) - 1).flatten(0, 1)[:, None]
+        scaled = (2 * (frames.float() - low) / (high - low) - 1).flatten(0, 1)[:, None]
         if self.resize_to is not None:
             size = (self.resize_to, self.resize_to)
             scaled = F.interpolate(scaled, size=size, mode="bicubic", align_corners=False)

@@ -52,7 +52,7 @@ class SimVPTask(NowcastTask):
         return self.net(inputs)
 
     def forecast(self, inputs: Tensor) -> Tensor:
-        return self.net(inputs).clamp(0.0, 1.0)
+        return self.net(inputs)
 
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
         prediction = self.net(batch["inputs"])

@@ -41,10 +41,9 @@ class ForecastWriter(BasePredictionWriter):
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.path = self._resolve_path(trainer)
         if trainer.is_global_zero:
-            dataset = trainer.datamodule.datasets["predict"]
-            init_times = dataset.store.times[dataset.starts + dataset.in_frames - 1].astype(np.int64)
-            shape = tuple(dataset[0]["targets"].shape)
-            self._create(self.path, init_times=init_times, shape=shape, pl_module=pl_module)
+            datamodule = trainer.datamodule
+            shape = tuple(datamodule.datasets["predict"][0]["targets"].shape)
+            self._create(self.path, init_times=datamodule.init_times("predict"), shape=shape, pl_module=pl_module)
         trainer.strategy.barrier()
         self._forecast = zarr.open_group(str(self.path), mode="r+", zarr_format=3)["forecast"]
 
@@ -52,7 +51,7 @@ class ForecastWriter(BasePredictionWriter):
         hp = pl_module.hparams
         n_samples = init_times.size
         n_leads, _, h, w = shape
-        members = hp.predict_members
+        members = pl_module.effective_members(pl_module.predict_members)
         group = zarr.open_group(str(path), mode="w", zarr_format=3)
         group.attrs.update({"title": "nowcast_pl forecast", "model": type(pl_module).__name__,
                             "value_range": list(pl_module.value_range)})
@@ -74,7 +73,6 @@ class ForecastWriter(BasePredictionWriter):
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx) -> None:
-        lo, hi = pl_module.value_range
-        forecast = prediction["forecast"].float().cpu().numpy()[:, :, :, 0] * (hi - lo) + lo
+        forecast = trainer.datamodule.to_physical(prediction["forecast"].float().cpu().numpy()[:, :, :, 0])
         for i, row in enumerate(prediction["window"].cpu().numpy()):
             self._forecast[row] = forecast[i]

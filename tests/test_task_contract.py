@@ -1,0 +1,217 @@
+"""The stochastic-forecast contract of NowcastTask: ensembles reproducible per window and member, run-time
+sampling settings, EMA evaluation weights, parameter groups, gradient clipping and the file callbacks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from nowcast_pl.cli import build_cli, main
+from nowcast_pl.tasks import SimVPTask
+from nowcast_pl.tasks.base import RUNTIME_SETTINGS
+from nowcast_pl.tasks.ema import ExponentialMovingAverage
+from tests.cli_helpers import write_config
+from tests.store_factory import write_moving_store
+from tests.toy_diffusion import ToyDiffusionTask
+
+TOY = "tests.toy_diffusion.ToyDiffusionTask"
+TOY_ARGS = {"sampling_steps": 4, "eval_members": 2, "predict_members": 3, "lr": 1e-3,
+            "panel_every_n_val_steps": 0}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_moving_store(tmp_path_factory.mktemp("contract") / "s.zarr", n_events=6, frames=12, size=16)
+
+
+def _toy(**kwargs):
+    kwargs = {"sampling_steps": 3, "thresholds": [20.0]} | kwargs
+    return ToyDiffusionTask(in_frames=4, out_frames=4, value_range=(-10.0, 60.0), **kwargs)
+
+
+def _inputs(batch=3, seed=0):
+    return torch.rand(batch, 4, 1, 16, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def test_members_of_a_window_do_not_depend_on_batch_or_chunking():
+    torch.manual_seed(0)
+    task = _toy(member_chunk=4).eval()
+    inputs, windows = _inputs(), torch.tensor([7, 8, 9])
+    with torch.no_grad():
+        batched = task.sample(inputs, 3, windows=windows)
+        task.member_chunk = 1
+        alone = task.sample(inputs[1:2], 3, windows=windows[1:2])
+        again = task.sample(inputs, 3, windows=windows)
+    assert batched.shape == (3, 3, 4, 1, 16, 16) and 0 <= batched.min() and batched.max() <= 1
+    torch.testing.assert_close(alone[0], batched[1], atol=1e-5, rtol=0)
+    assert torch.equal(again, batched)
+    assert not torch.allclose(batched[:, 0], batched[:, 1])
+
+
+def test_sampling_seed_and_generator_select_the_ensemble():
+    torch.manual_seed(0)
+    task = _toy().eval()
+    with torch.no_grad():
+        first = task.sample(_inputs(1), 2)
+        task.sampling_seed = 1
+        other = task.sample(_inputs(1), 2)
+        from_generator = [task.sample(_inputs(1), 2, torch.Generator().manual_seed(5)) for _ in range(2)]
+    assert not torch.allclose(first, other)
+    assert torch.equal(*from_generator) and not torch.allclose(from_generator[0], other)
+
+
+def test_deterministic_models_forecast_once_and_repeat_the_view(monkeypatch):
+    task = SimVPTask(in_frames=4, out_frames=4, hid_S=8, hid_T=16, N_S=2, N_T=2, thresholds=[20.0]).eval()
+    calls = []
+    original = task.forecast
+    monkeypatch.setattr(task, "forecast", lambda x: calls.append(1) or original(x) * 3)
+    with torch.no_grad():
+        members = task.sample(_inputs(2), 5)
+    assert len(calls) == 1 and members.shape == (2, 5, 4, 1, 16, 16)
+    assert members.max() <= 1.0 and members.min() >= 0.0  # clamped once, by the base
+    assert members.stride(1) == 0 and task.effective_members(5) == 1
+
+
+def test_member_settings_are_validated():
+    for name in ("eval_members", "predict_members", "member_chunk"):
+        with pytest.raises(ValueError, match=f"model.init_args.{name} must be >= 1"):
+            _toy(**{name: 0})
+    with pytest.raises(ValueError, match="sampler='heun' is not one of"):
+        _toy(sampler="heun")
+    with pytest.raises(ValueError, match="guidance_scale"):
+        _toy(guidance_scale=1.0)
+
+
+def test_runtime_settings_are_not_hyperparameters():
+    task = _toy(eval_members=4, sampler="dpmpp_2m")
+    assert not set(RUNTIME_SETTINGS) & set(task.hparams)
+    assert task.eval_members == 4 and task.sampler == "dpmpp_2m" and task.hparams.timesteps == 50
+
+
+def test_test_with_a_checkpoint_file_samples_with_the_command_line_steps(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, model=TOY, model_args=TOY_ARGS,
+                       trainer={"max_steps": 2, "limit_val_batches": 1})
+    common = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "toy"]
+    build_cli(["fit", *common])
+    ckpt = tmp_path / "runs/toy/checkpoints/last.ckpt"
+    saved = torch.load(ckpt, weights_only=False)["hyper_parameters"]
+    assert "sampling_steps" not in saved and "eval_members" not in saved
+    cli = build_cli(["test", *common, "--ckpt_path", str(ckpt), "--model.init_args.sampling_steps", "7"])
+    batches = len(cli.datamodule.test_dataloader())
+    assert cli.model.sampling_steps == 7
+    assert cli.model.network_calls == 7 * batches  # both members in one chunk: one call per step and batch
+    scores = json.loads((tmp_path / "runs/toy/test_metrics.json").read_text())
+    assert {"csi@20dBZ", "ens_mean/csi@20dBZ", "ens_mean/mse"} <= set(scores)
+
+
+def test_forecasts_equal_across_one_and_two_processes(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, model=TOY, model_args=TOY_ARGS,
+                       trainer={"max_steps": 1, "limit_val_batches": 0})
+    common = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs")]
+    build_cli(["fit", *common, "--run_name", "fit"])
+    ckpt = str(tmp_path / "runs/fit/checkpoints/last.ckpt")
+    build_cli(["predict", *common, "--run_name", "one", "--ckpt_path", ckpt, "--data.init_args.eval_batch_size", "3"])
+    build_cli(["predict", *common, "--run_name", "two", "--ckpt_path", ckpt, "--trainer.devices", "2",
+               "--trainer.strategy", "ddp_spawn", "--data.init_args.eval_batch_size", "1"])
+    one, two = (xr.open_zarr(tmp_path / f"runs/{r}/forecast.zarr", consolidated=False)["forecast"].values
+                for r in ("one", "two"))
+    assert one.shape[1] == 3 and np.isfinite(one).all()
+    np.testing.assert_allclose(two, one, atol=1e-5 * 70, rtol=0)  # 1e-5 in [0, 1] units; store in dBZ
+
+
+def test_validate_alone_scores_whatever_the_epoch_schedule(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, model_args={"val_metrics_every_n_epochs": 5})
+    cli = build_cli(["validate", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "v"])
+    assert "val/csi@20dBZ" in cli.trainer.callback_metrics
+
+
+def test_invalid_members_is_a_one_line_config_error(tmp_path, store, capsys):
+    cfg = write_config(tmp_path / "c.yaml", store, model_args={"eval_members": 0})
+    with pytest.raises(SystemExit):
+        main(["test", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")])
+    assert "model.init_args.eval_members must be >= 1" in capsys.readouterr().err
+
+
+def test_ema_update_and_swap_arithmetic():
+    weight = torch.tensor([1.0, 2.0])
+    ema = ExponentialMovingAverage([("w", weight)], decay=0.9)
+    weight += 10.0
+    ema.update([("w", weight)])
+    torch.testing.assert_close(ema.shadows()["w"], torch.tensor([2.0, 3.0]))
+    ema.swap([("w", weight)])
+    assert weight.tolist() == [2.0, 3.0] and ema.shadows()["w"].tolist() == [11.0, 12.0]
+    with pytest.raises(ValueError, match="ema_decay"):
+        ExponentialMovingAverage([], decay=1.0)
+
+
+def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_both(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store,
+                       model_args={"ema_decay": 0.5, "panel_every_n_val_steps": 0},
+                       trainer={"max_steps": 4, "limit_val_batches": 1, "val_check_interval": 2})
+    common = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "ema"]
+    fit = build_cli(["fit", *common])
+    raw = {k: v.clone() for k, v in fit.model.net.state_dict().items()}
+    state = torch.load(tmp_path / "runs/ema/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    for key, value in raw.items():
+        torch.testing.assert_close(state[f"net.{key}"], value)  # trained weights under their own names
+    shadow = {k: state[f"ema.net__{k.replace('.', '__')}"] for k in raw}
+    assert any(not torch.equal(shadow[k], raw[k]) for k in raw)
+    seen = {}
+
+    def capture(batch, batch_idx):
+        seen.update({k: v.clone() for k, v in test.model.net.state_dict().items()})
+
+    test = build_cli(common, run=False)
+    test.model.on_test_batch_start = capture
+    test.trainer.test(test.model, datamodule=test.datamodule, ckpt_path="last")
+    for key in raw:
+        torch.testing.assert_close(seen[key], shadow[key])
+        torch.testing.assert_close(test.model.net.state_dict()[key], raw[key])  # swapped back after test
+
+
+def test_param_groups_lr_multipliers_and_frozen_modules(tmp_path, store):
+    task = SimVPTask(in_frames=4, out_frames=4, hid_S=8, hid_T=16, N_S=2, N_T=2, translator="gsta",
+                     weight_decay=0.05, lr=1e-3, lr_multipliers={"net.decoder": 0.1},
+                     frozen_modules=["net.encoder"], thresholds=[20.0])
+    task.configure_model()
+    groups = {g["name"]: g for g in task.param_groups()}
+    assert set(groups) == {"all/decay", "all/no_decay", "net.decoder/decay", "net.decoder/no_decay"}
+    assert groups["net.decoder/decay"]["lr"] == pytest.approx(1e-4) and groups["all/no_decay"]["weight_decay"] == 0
+    names = {id(p): n for n, p in task.named_parameters()}
+    no_decay = [names[id(p)] for p in groups["all/no_decay"]["params"]]
+    assert any("layer_scale" in n for n in no_decay) and all(p.ndim <= 1 or "layer_scale" in names[id(p)]
+                                                               for p in groups["all/no_decay"]["params"])
+    grouped = {names[id(p)] for g in groups.values() for p in g["params"]}
+    assert not any(n.startswith("net.encoder.") for n in grouped)
+    with pytest.raises(ValueError, match="frozen_modules: SimVPTask has no sub-module 'vae'"):
+        SimVPTask(in_frames=4, out_frames=4, frozen_modules=["vae"], thresholds=[20.0]).configure_model()
+
+
+def test_frozen_modules_do_not_change_in_training(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, model_args={"frozen_modules": ["net.encoder"]},
+                       trainer={"max_steps": 3, "limit_val_batches": 0})
+    args = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "frozen"]
+    initial = build_cli(args, run=False).model.state_dict()  # same seed_everything: the initial weights
+    build_cli(["fit", *args])
+    state = torch.load(tmp_path / "runs/frozen/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    encoder = [k for k in state if k.startswith("net.encoder.")]
+    decoder = [k for k in state if k.startswith("net.decoder.") and k.endswith("weight")]
+    assert encoder and all(torch.equal(state[k], initial[k]) for k in encoder)  # BN statistics included
+    assert any(not torch.equal(state[k], initial[k]) for k in decoder)
+
+
+def test_gradient_clipping_comes_from_the_model_config(tmp_path, store, monkeypatch):
+    norms = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return original(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    cfg = write_config(tmp_path / "c.yaml", store, model_args={"gradient_clip_norm": 0.25},
+                       trainer={"max_steps": 2, "limit_val_batches": 0})
+    build_cli(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "clip"])
+    assert norms == [0.25, 0.25]
