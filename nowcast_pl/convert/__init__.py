@@ -1,0 +1,1 @@
+"""Converters from released checkpoints of the official codes to this package's models."""
