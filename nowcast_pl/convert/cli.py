@@ -1,4 +1,6 @@
-"""``nowcast-convert raindiff|diffcast OFFICIAL.pt OUT.ckpt``: official weights -> a checkpoint for ``nowcast``.
+"""``nowcast-convert raindiff|diffcast|stldm OFFICIAL OUT.ckpt``: official weights -> a checkpoint for ``nowcast``.
+
+STLDM weights (``*.pt`` or the Hugging Face safetensors) go through :mod:`nowcast_pl.convert.stldm`.
 
 The output holds the converted weights of :class:`nowcast_pl.tasks.raindiff.RainDiffTask` (``net.*``) in
 Lightning's checkpoint layout, so ``nowcast test --config configs/raindiff_shanghai.yaml --ckpt_path OUT.ckpt
@@ -65,11 +67,16 @@ def convert_file(model: str, source: Path, destination: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="nowcast-convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=MODELS, help="which official code the weights come from")
+    parser.add_argument("model", choices=(*MODELS, "stldm"), help="which official code the weights come from")
     parser.add_argument("official", type=Path, help="official checkpoint (ckpt-<step>.pt or a state dict)")
     parser.add_argument("output", type=Path, help="checkpoint to write, e.g. runs/raindiff_official.ckpt")
     args = parser.parse_args(argv)
     try:
+        if args.model == "stldm":
+            from nowcast_pl.convert.stldm import write_checkpoint
+
+            print(f"wrote {write_checkpoint(args.official, args.output)} (stldm)")
+            return
         arch = convert_file(args.model, args.official, args.output)
     except (FileNotFoundError, ValueError) as err:
         if os.environ.get("NOWCAST_DEBUG"):
