@@ -4,6 +4,7 @@ from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.tasks.diffusion import DiffusionTask
 from nowcast_pl.tasks.extrapolation import ExtrapolationTask
 from nowcast_pl.tasks.persistence import PersistenceTask
+from nowcast_pl.tasks.raindiff import RainDiffTask
 from nowcast_pl.tasks.simvp import SimVPTask
 from nowcast_pl.tasks.steps import StepsTask
 from nowcast_pl.tasks.stldm import STLDMTask
@@ -13,6 +14,7 @@ __all__ = [
     "ExtrapolationTask",
     "NowcastTask",
     "PersistenceTask",
+    "RainDiffTask",
     "STLDMTask",
     "SimVPTask",
     "StepsTask",
