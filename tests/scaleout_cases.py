@@ -22,8 +22,9 @@ from tests.cli_helpers import TINY_SIMVP, write_config
 from tests.store_factory import write_moving_store
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_SPLITS = ('{"train": {"until": "2020-01-04"}, "val": {"after": "2020-01-04", "until": "2020-01-05"}, '
-               '"test": {"after": "2020-01-05"}, "predict": {"after": "2020-01-05"}}')
+TINY_SPLITS = ('{"train": {"until": "2020-01-04", "stride": 1}, '
+               '"val": {"after": "2020-01-04", "until": "2020-01-05", "stride": 1}, '
+               '"test": {"after": "2020-01-05", "stride": 1}, "predict": {"after": "2020-01-05", "stride": 1}}')
 # 3 training events of (window + 4) frames: 5 windows each, 15 in all, 7 steps of batch 2 per epoch.
 STEPS_PER_EPOCH = 7
 
@@ -57,7 +58,7 @@ class Case:
             common = ["--config", str(config)]
         else:
             common = ["--config", str(self.shipped), "--data.init_args.store", str(store),
-                      "--data.init_args.splits", TINY_SPLITS, "--data.init_args.frame_size", "16"]
+                      "--data.init_args.splits", TINY_SPLITS, "--trainer.val_check_interval", "1.0"]
         return [*common, "--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2",
                 "--data.init_args.num_workers", "0", "--runs_root", str(folder / "runs"),
                 "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_steps", "-1",
