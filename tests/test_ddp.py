@@ -34,6 +34,7 @@ KNOWN_FAILURES = {
     ("scores", "stldm"): "STLDM test scores over 2 ranks differ from 1 process (brier@20dBZ 0.424 vs 0.439): its "
                          "samples depend on the batch composition",
     ("bf16", "raindiff"): "RainDiff under bf16-mixed has non-finite weights after 2 steps",
+    ("bf16", "diffcast"): "DiffCast (the RainDiff network) under bf16-mixed: non-finite weights in some runs",
 }
 
 
