@@ -8,4 +8,5 @@ from nowcast_pl.tasks.simvp import SimVPTask
 from nowcast_pl.tasks.steps import StepsTask
 from nowcast_pl.tasks.stldm import STLDMTask
 
-__all__ = ["DiffusionTask", "ExtrapolationTask", "NowcastTask", "PersistenceTask", "STLDMTask", "SimVPTask", "StepsTask"]
+__all__ = ["DiffusionTask", "ExtrapolationTask", "NowcastTask", "PersistenceTask", "STLDMTask", "SimVPTask",
+           "StepsTask"]
