@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> dict:
         result = measure(args)
         print(json.dumps(result))
         return result
+    if str(REPO) not in sys.path:  # also when dispatched from benchmarks/model_cost.py
+        sys.path.insert(0, str(REPO))
     from benchmarks.parity_stldm import machine  # noqa: PLC0415
 
     whats = ("train", "sample") if args.what == "all" else (args.what,)

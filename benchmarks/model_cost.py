@@ -12,6 +12,8 @@ random weights. Every measurement runs in its own subprocess (peak RSS is per pr
 * sample: one 20-frame forecast with DDIM 250 (eta 0, x0 clipped) from fixed noise; then, for ours, the
   fastest core sampler (DPM-Solver++(2M)) at the smallest step count whose forecast stays within 2 % of the
   value range (mean absolute difference) of the DDIM-250 forecast from the same noise.
+* unet (``--what unet``): one denoiser call of ours and of the official U-Net, alternated ``--rounds`` times
+  in one process, fastest of each: the per-call cost that dominates sampling (1000 calls per forecast).
 * twa (``--what twa``): Token-wise Attention against full softmax attention on square maps of 64^2 to 512^2
   tokens (dim 64, batch 1, forward only), time and peak RSS per case; cases whose n x n score matrix would not
   fit in memory are reported as skipped with its size.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -112,11 +115,12 @@ def measure_sample(args) -> dict:
         official = build_official(args.official_repo, args.model, args.in_frames, args.out_frames, args.size).eval()
         sys.path.insert(0, str(REPO / "benchmarks"))
         from official_parity import _replayed_randomness
-        draws = [n for noise in x_T for n in [noise] * 250]
+        official.sampling_timesteps = args.sample_steps
+        draws = [n for noise in x_T for n in [noise] * args.sample_steps]
         start = time.perf_counter()
         with torch.no_grad(), _replayed_randomness(torch.zeros(1), draws):
             official.sample(inputs, args.out_frames)
-        return {"sample_s": time.perf_counter() - start, "sample_steps": 250, "sampler": "ddim"}
+        return {"sample_s": time.perf_counter() - start, "sample_steps": args.sample_steps, "sampler": "ddim"}
     task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).eval()
     rows = [torch.Generator().manual_seed(0)]
 
@@ -127,9 +131,9 @@ def measure_sample(args) -> dict:
             out = task.forecast_rows(inputs, rows, x_T=x_T).clamp(0, 1)
         return out, time.perf_counter() - start
 
-    reference, seconds = forecast("ddim", 250)
-    result = {"sample_s": seconds, "sample_steps": 250, "sampler": "ddim", "fast": None}
-    for steps in FAST_STEPS:
+    reference, seconds = forecast("ddim", args.sample_steps)
+    result = {"sample_s": seconds, "sample_steps": args.sample_steps, "sampler": "ddim", "fast": None}
+    for steps in [s for s in FAST_STEPS if s < args.sample_steps]:
         fast, fast_seconds = forecast("dpmpp_2m", steps)
         mad = float((fast - reference).abs().mean())
         if mad <= 0.02:
@@ -137,6 +141,32 @@ def measure_sample(args) -> dict:
                               "mean_abs_diff_vs_ddim250": mad}
             break
     return result
+
+
+def measure_unet_calls(args) -> dict:
+    """Denoiser calls of ours and the official U-Net alternated in one process (robust to machine load)."""
+    torch.manual_seed(0)
+    task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).eval()
+    official = build_official(args.official_repo, args.model, args.in_frames, args.out_frames, args.size).eval()
+    x = torch.randn(1, args.in_frames, 1, args.size, args.size)
+    inputs = torch.rand_like(x)
+    with torch.no_grad():
+        mean = official.backbone_net.predict(inputs)[0] * 2 - 1
+        contexts = official.ctx_net.scan_ctx(torch.cat([inputs * 2 - 1, mean], dim=1))[0]
+        condition = task.net.condition(task.net.encode(inputs * 2 - 1, mean))
+    t, index = torch.tensor([500]), torch.tensor([1])
+    calls = {"official": lambda: official.model(x, t, cond=x, ctx=contexts, idx=index),
+             "ours": lambda: task.net.denoise(x, t, x, condition, 1)}
+    times: dict[str, list[float]] = {"official": [], "ours": []}
+    with torch.no_grad():
+        for _ in range(args.rounds):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in times.items()}
+    return {"unet_call_s": best["ours"], "official_unet_call_s": best["official"],
+            "unet_call_ratio_to_official": best["ours"] / best["official"], "rounds": args.rounds}
 
 
 def measure_attention(args) -> dict:
@@ -182,16 +212,18 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO / "configs/raindiff_shanghai.yaml")
     parser.add_argument("--official-repo", type=Path, default=None)
-    parser.add_argument("--what", choices=("train", "sample", "all", "twa"), default="all")
+    parser.add_argument("--what", choices=("train", "sample", "all", "twa", "unet"), default="all")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --what unet")
     parser.add_argument("--in-frames", type=int, default=5)
     parser.add_argument("--out-frames", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--sample-steps", type=int, default=250, help="DDIM steps of the timed sample")
     parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="override one of the config's model.init_args for our model (repeatable)")
     parser.add_argument("--twa-memory-gb", type=float, default=4.0, help="largest softmax score matrix to run")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--measure", choices=("train", "sample", "attention"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("train", "sample", "attention", "unet"), help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=("ours", "official"), default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="tokenwise", help=argparse.SUPPRESS)
     parser.add_argument("--side-tokens", type=int, default=64, help=argparse.SUPPRESS)
@@ -206,23 +238,28 @@ def main() -> None:
     init = model_args(args.config)
     args.model = args.model or ("raindiff" if init.get("tokenwise_attention", True) else "diffcast")
     if args.worker:
-        measure = {"train": measure_train, "sample": measure_sample, "attention": measure_attention}[args.measure]
+        measure = {"train": measure_train, "sample": measure_sample, "attention": measure_attention,
+                   "unet": measure_unet_calls}[args.measure]
         print(json.dumps(measure(args)))
         return
     common = ["--config", str(args.config), "--in-frames", str(args.in_frames), "--out-frames", str(args.out_frames),
               "--size", str(args.size), "--train-steps", str(args.train_steps), "--model", args.model,
+              "--sample-steps", str(args.sample_steps),
               *(f"--model-arg={item}" for item in args.model_arg)]
     if args.official_repo is not None:
         common += ["--official-repo", str(args.official_repo.resolve())]
     sides = ["ours"] + (["official"] if args.official_repo is not None else [])
     result: dict = {"config": str(args.config.relative_to(REPO)), "model": args.model,
                     "setting": f"batch 1, {args.size}x{args.size}, {args.in_frames}->{args.out_frames}, fp32, CPU",
+                    "load_average_at_start": list(os.getloadavg()),
                     "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
     for side in sides:
         target = result if side == "ours" else result.setdefault("official", {})
         for what in ("train", "sample"):
             if args.what in (what, "all"):
                 target |= _run_worker("--measure", what, "--side", side, *common)
+    if args.what == "unet":
+        result |= _run_worker("--measure", "unet", "--rounds", str(args.rounds), *common)
     if args.what == "twa":
         result["twa_vs_softmax"] = attention_scaling(init.get("variant", "paper"), args.twa_memory_gb)
     if "official" in result:
@@ -232,5 +269,21 @@ def main() -> None:
     print(json.dumps(result, indent=1))
 
 
+def stldm_argv(argv: list[str]) -> list[str] | None:
+    """The arguments for benchmarks/cost_stldm.py for ``--model stldm`` (or an STLDM config), else None."""
+    pairs = list(zip(argv, argv[1:], strict=False))
+    config = next((Path(b) for a, b in pairs if a == "--config"), None)
+    if "--model=stldm" in argv or ("--model", "stldm") in pairs or (
+            config is not None and config.is_file() and "STLDMTask" in config.read_text()):
+        drop = {i for i, (a, b) in enumerate(pairs) if (a, b) == ("--model", "stldm")}
+        return [a for i, a in enumerate(argv) if a != "--model=stldm" and i not in drop and i - 1 not in drop]
+    return None
+
+
 if __name__ == "__main__":
-    main()
+    if (stldm_args := stldm_argv(sys.argv[1:])) is not None:
+        from cost_stldm import main as stldm_main  # noqa: PLC0415  (benchmarks/ is on sys.path when run as a script)
+
+        stldm_main(stldm_args)
+    else:
+        main()

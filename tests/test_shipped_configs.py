@@ -13,9 +13,12 @@ from tests.store_factory import write_moving_store
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")
                        if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1]))
-TINY_SPLITS = ('{"train": {"until": "2020-01-04", "stride": 1}, '
-               '"val": {"after": "2020-01-04", "until": "2020-01-05", "stride": 1}, '
-               '"test": {"after": "2020-01-05", "stride": 1}, "predict": {"after": "2020-01-05", "stride": 1}}')
+# Explicit stride and event_pattern: split rules merge field by field, so a config's own (e.g. an event-name
+# pattern of the real store) would otherwise survive the override.
+_ANY = '"stride": 1, "event_pattern": null'
+TINY_SPLITS = (f'{{"train": {{"until": "2020-01-04", {_ANY}}}, '
+               f'"val": {{"after": "2020-01-04", "until": "2020-01-05", {_ANY}}}, '
+               f'"test": {{"after": "2020-01-05", {_ANY}}}, "predict": {{"after": "2020-01-05", {_ANY}}}}}')
 
 
 def _trains_on_cpu(config: Path) -> bool:

