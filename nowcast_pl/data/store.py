@@ -10,6 +10,7 @@ by :meth:`RadarStoreWriter.finalize`, and the validator rejects incomplete store
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -49,6 +50,16 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
             "create one with `nowcast-prep` (see docs/datasets.md) or `nowcast-prep synthetic`"
         )
     return zarr.open_group(str(path), mode=mode, zarr_format=3)
+
+
+def consolidate(path: str | Path) -> None:
+    """Write the group's consolidated metadata, so ``xarray.open_zarr`` opens it in one read, without warning.
+
+    Call it once the arrays' shapes and attributes are final: later metadata changes are not reflected.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 @dataclass(frozen=True)
@@ -280,8 +291,10 @@ class RadarStoreWriter:
         return frames
 
     def finalize(self, **extra_attrs: Any) -> None:
-        """Mark the store complete (optionally recording extra attributes such as a conversion report)."""
+        """Mark the store complete (optionally recording extra attributes such as a conversion report) and
+        consolidate its metadata."""
         self.group.attrs.update({**extra_attrs, "complete": True})
+        consolidate(self.path)
         validate_group(zarr.open_group(str(self.path), mode="r", zarr_format=3), str(self.path))
 
 
