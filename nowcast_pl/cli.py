@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from nowcast_pl.callbacks import DEFAULT_CALLBACKS
@@ -50,14 +50,15 @@ class NowcastCLI(LightningCLI):
             )
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
-        trainer.callbacks = _with_default_callbacks(trainer.callbacks)
+        trainer.callbacks = _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
 
 
-def _with_default_callbacks(callbacks: list | None) -> list:
-    """The configured callbacks plus each file-writing callback the config does not list already."""
+def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> list:
+    """The configured callbacks plus each file-writing callback (and, with a logger, the learning-rate
+    monitor) the config does not list already."""
     callbacks = list(callbacks or [])
     listed = {c.class_path.rsplit(".", 1)[-1] for c in callbacks if getattr(c, "class_path", None)}
-    for cls in DEFAULT_CALLBACKS:
+    for cls in DEFAULT_CALLBACKS + ((LearningRateMonitor,) if log_lr else ()):
         if cls.__name__ not in listed:
             callbacks.append(Namespace(class_path=f"{cls.__module__}.{cls.__name__}", init_args=Namespace()))
     return callbacks
@@ -78,8 +79,16 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> NowcastCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point. Known input errors print one line (set NOWCAST_DEBUG=1 for the traceback)."""
+    """Console entry point. Known input errors print one line (set NOWCAST_DEBUG=1 for the traceback).
+
+    ``nowcast report ...`` runs :mod:`nowcast_pl.report.cli`; every other sub-command is LightningCLI's.
+    """
+    args = sys.argv[1:] if args is None else list(args)
     try:
+        if args[:1] == ["report"]:
+            from nowcast_pl.report.cli import main as report
+
+            raise SystemExit(report(args[1:]))
         build_cli(args)
     except USER_ERRORS as err:
         if os.environ.get("NOWCAST_DEBUG"):
