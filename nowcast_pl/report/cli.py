@@ -75,7 +75,7 @@ def run_report(args: argparse.Namespace) -> int:
     written = write_outputs(args.output, scores, members, panel, datamodule, settings, args.fss_scale)
     print(f"report         {args.output}")
     for what, path in written.items():
-        print(f"  {what:<13}{path}")
+        print(f"  {what:<14} {path}")
     candidate = args.candidate or sources[0].name
     return print_comparisons(scores, candidate, settings, datamodule.units, args.require_beat)
 
