@@ -3,7 +3,10 @@
 Every run lives in ``<runs_root>/<run_name>/``: TensorBoard events, the resolved ``config.yaml`` (rewritten on
 every invocation, so resumed and requeued runs do not crash), ``checkpoints/`` (``last.ckpt`` for
 ``--ckpt_path last``), ``test_metrics.json`` and ``test_panel.png``. The folder name is fixed by the run name,
-never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint.
+never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint. TensorBoard also
+gets the learning rate (``LearningRateMonitor``, added unless the logger is disabled).
+
+``nowcast report ...`` is not a LightningCLI sub-command: :func:`main` hands it to :mod:`nowcast_pl.report.cli`.
 """
 
 from __future__ import annotations
