@@ -155,11 +155,11 @@ class NowcastTask(pl.LightningModule):
         self._threshold_unit = unit
         metric_kwargs = dict(thresholds=list(thresholds or []), lead_times=out_frames, unit=unit,
                              data_range=scale, lpips_required=lpips_required)
-        self.val_metrics = build_metrics(protocol, **metric_kwargs)
-        self.test_metrics = build_metrics(protocol, **metric_kwargs)
-        ensemble = eval_members > 1
-        self.val_mean_metrics = build_metrics(protocol, **metric_kwargs) if ensemble else None
-        self.test_mean_metrics = build_metrics(protocol, **metric_kwargs) if ensemble else None
+        members = self.effective_members(eval_members)
+        self.val_metrics = build_metrics(protocol, members=members, **metric_kwargs)
+        self.test_metrics = build_metrics(protocol, members=members, **metric_kwargs)
+        self.val_mean_metrics = build_metrics(protocol, **metric_kwargs) if members > 1 else None
+        self.test_mean_metrics = build_metrics(protocol, **metric_kwargs) if members > 1 else None
         self.ema: ExponentialMovingAverage | None = None
         self._ema_in_use = False
         self._ema_step = -1
@@ -313,9 +313,10 @@ class NowcastTask(pl.LightningModule):
     # ----- evaluation ----------------------------------------------------------------------------------------
 
     def to_evaluation_units(self, frames: Tensor) -> Tensor:
-        """[0, 1] frames → the evaluation value space (physical units or the paper's pixel scale)."""
+        """[0, 1] frames → the evaluation value space (physical units or the paper's pixel scale), in float64
+        for float64 input and float32 otherwise (scores are computed at the precision of their inputs)."""
         scale, offset = self._eval_affine
-        return frames.float() * scale + offset
+        return frames.to(torch.promote_types(frames.dtype, torch.float32)) * scale + offset
 
     def _metrics_due(self) -> bool:
         if self.trainer.state.fn == TrainerFn.VALIDATING or self.trainer.sanity_checking:
@@ -356,9 +357,7 @@ class NowcastTask(pl.LightningModule):
         members = self.effective_members(self.eval_members)
         forecast = self.sample(batch["inputs"], members, windows=batch["window"])
         targets, mask = self.to_evaluation_units(batch["targets"]), batch["target_mask"]
-        metrics = getattr(self, f"{stage}_metrics")
-        for member in range(members):
-            metrics.update(self.to_evaluation_units(forecast[:, member]), targets, mask)
+        getattr(self, f"{stage}_metrics").update(self.to_evaluation_units(forecast), targets, mask)
         mean_metrics = getattr(self, f"{stage}_mean_metrics")
         if mean_metrics is not None:
             mean_metrics.update(self.to_evaluation_units(forecast.mean(dim=1)), targets, mask)
@@ -379,7 +378,7 @@ class NowcastTask(pl.LightningModule):
         mean_metrics = getattr(self, f"{stage}_mean_metrics")
         if mean_metrics is not None:
             scores |= {f"ens_mean/{k}": v for k, v in _compute_and_reset(mean_metrics).items()}
-        summary = {f"{stage}/{k}": v for k, v in scores.items() if "/lead_" not in k and math.isfinite(v)}
+        summary = {f"{stage}/{k}": v for k, v in scores.items() if _is_summary_key(k) and math.isfinite(v)}
         self.log_dict(summary, sync_dist=False)
         self._log_curves(scores, stage)
         return scores
@@ -431,6 +430,11 @@ def _compute_and_reset(metrics: MetricCollection) -> dict[str, float]:
     scores = {k: float(v) for k, v in flatten_scores(metrics.compute()).items()}
     metrics.reset()
     return scores
+
+
+def _is_summary_key(key: str) -> bool:
+    """Scalar scores worth a TensorBoard series: not per lead time, not a point of a curve or histogram."""
+    return not any(part in key for part in ("/lead_", "/bin_", "/p_"))
 
 
 def _per_lead_curves(scores: dict[str, float], score: str, out_frames: int) -> dict[str, np.ndarray]:

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nowcast_pl.data.transforms import unit_to_physical
+
 MARSHALL_PALMER_A = 200.0
 MARSHALL_PALMER_B = 1.6
 RAIN_THRESHOLD_MM_H = 0.1
@@ -32,8 +34,7 @@ def check_units(units: str, owner: str) -> str:
 
 def to_physical(frames: Tensor, value_range: tuple[float, float]) -> np.ndarray:
     """(..., H, W) frames in [0, 1] → float64 numpy in store units (``value_range`` maps to 0 and 1)."""
-    low, high = value_range
-    return frames.detach().to(torch.float64).cpu().numpy() * (high - low) + low
+    return unit_to_physical(frames.detach().to(torch.float64).cpu().numpy(), value_range)
 
 
 def to_unit_interval(values: np.ndarray, value_range: tuple[float, float], like: Tensor) -> Tensor:

@@ -43,8 +43,8 @@ class StepsTask(NowcastTask):
     clipped to ``value_range``. Echo advected in from outside the domain is no rain. Nothing to train.
 
     Stochastic: :meth:`forecast_rows` draws row i's pysteps seed from ``generators[i]``, so a member depends only
-    on its generator (reproducible, independent of batch composition); :meth:`forecast` uses ``seed`` for
-    every row.
+    on its generator (reproducible, independent of batch composition); the ensemble's seed is the task's
+    ``sampling_seed``.
 
     Args:
         cascade_levels: cascade levels of the FFT bandpass decomposition (pysteps default 6; use ≤ 4 below
@@ -54,7 +54,6 @@ class StepsTask(NowcastTask):
             Bowler et al. 2006 fitted for 1 km/5 min), without it the observed mask is kept and motion is not
             perturbed.
         motion_method: ``"lucaskanade"`` or ``"vet"`` (see :func:`estimate_motion`).
-        seed: pysteps seed of :meth:`forecast`.
         **kwargs: :class:`NowcastTask` arguments (frames, thresholds, protocol, eval_members ...).
 
     Raises:
@@ -70,7 +69,6 @@ class StepsTask(NowcastTask):
         cascade_levels: int = 6,
         pixel_size_km: float | None = None,
         motion_method: MotionMethod = "lucaskanade",
-        seed: int = 0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -78,11 +76,7 @@ class StepsTask(NowcastTask):
         if self.in_frames < AR_ORDER + 1:
             raise ValueError(f"STEPS needs in_frames >= {AR_ORDER + 1} (AR order {AR_ORDER}), got {self.in_frames}")
         self.cascade_levels, self.pixel_size_km = cascade_levels, pixel_size_km
-        self.motion_method, self.seed = motion_method, seed
-
-    def forecast(self, inputs: Tensor) -> Tensor:
-        """(B, T_in, 1, H, W) in [0, 1] → (B, T_out, 1, H, W) in [0, 1], every row with seed ``seed``."""
-        return self._forecast_with_seeds(inputs, [self.seed] * inputs.shape[0])
+        self.motion_method = motion_method
 
     def forecast_rows(self, inputs: Tensor, generators: Sequence[torch.Generator]) -> Tensor:
         """One member per row; row i's randomness comes from ``generators[i]`` only."""
