@@ -85,12 +85,13 @@ def panel_gif(path: Path, *, truth: np.ndarray, forecast: np.ndarray, title: str
     fields = [truth] + list(forecast if members > 1 else forecast[:1])
     frames = []
     for lead in range(truth.shape[0]):
-        fig, axes = plt.subplots(1, len(fields), figsize=(2.3 * len(fields) + 0.8, 2.7), squeeze=False)
+        fig, axes = plt.subplots(1, len(fields), figsize=(2.3 * len(fields) + 0.8, 3.0), squeeze=False)
+        fig.subplots_adjust(left=0.02, right=0.86, top=0.8, bottom=0.03, wspace=0.08)
         for ax, label, field in zip(axes[0], labels, fields, strict=True):
             image = ax.imshow(np.where(field[lead] >= vmin, field[lead], np.nan), **scale)
             ax.set(title=label, xticks=[], yticks=[])
-        fig.colorbar(image, ax=axes, shrink=0.85, label=units)
-        fig.suptitle(f"{title}  +{(lead + 1) * time_step_minutes:.0f} min", fontsize=9)
+        fig.colorbar(image, cax=fig.add_axes((0.89, 0.08, 0.015, 0.68)), label=units)
+        fig.suptitle(f"{title}  +{(lead + 1) * time_step_minutes:.0f} min", fontsize=9, y=0.97)
         frames.append(_to_image(fig))
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=frame_ms, loop=0, optimize=True)
 
@@ -100,7 +101,7 @@ def _to_image(fig: Figure) -> Image.Image:
     fig.savefig(buffer, format="png", dpi=72)
     plt.close(fig)
     buffer.seek(0)
-    return Image.open(buffer).convert("RGB").quantize(colors=128)
+    return Image.open(buffer).convert("RGB").quantize(colors=256)
 
 
 def run_figures(scores: dict[str, float], *, thresholds: Sequence[float], unit: str, out_frames: int,
