@@ -17,6 +17,7 @@ import numpy as np
 import zarr
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from nowcast_pl.callbacks.test_outputs import _run_dir
 from nowcast_pl.data.forecast_store import create_forecast_store, open_forecast_array, write_netcdf
 from nowcast_pl.data.georef import ModelGrid, model_grid
 
@@ -42,8 +43,7 @@ class ForecastWriter(BasePredictionWriter):
     def _resolve_path(self, trainer: pl.Trainer) -> Path:
         if self.output is not None:
             return Path(self.output)
-        root = trainer.log_dir or trainer.default_root_dir
-        return Path(root) / "forecast.zarr"
+        return _run_dir(trainer) / "forecast.zarr"
 
     @property
     def netcdf_folder(self) -> Path | None:
