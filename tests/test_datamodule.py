@@ -113,3 +113,14 @@ def test_pad_places_the_grid_like_center_crop_and_masks_the_border(store):
     torch.testing.assert_close(item["inputs"], TF.center_crop(reference["inputs"], [21, 21]))
     assert item["input_mask"].sum() == reference["input_mask"].sum()
     assert not item["input_mask"][..., 0, :].any() and not item["input_mask"][..., :, -3:].any()
+
+
+def test_init_times_and_physical_conversion_are_offered_by_the_data_module(store):
+    dm = _module(store)
+    dm.setup("test")
+    dataset = dm.datasets["test"]
+    times = dm.init_times("test")
+    assert times.dtype == np.int64 and times.shape == (len(dataset),)
+    assert [dataset[i]["init_time"].item() for i in (0, len(dataset) - 1)] == [times[0], times[-1]]
+    np.testing.assert_allclose(dm.to_physical(np.array([0.0, 0.5, 1.0])), [-10.0, 25.0, 60.0])
+    assert torch.equal(dm.to_physical(torch.tensor([0.25])), torch.tensor([7.5]))

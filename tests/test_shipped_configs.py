@@ -13,8 +13,9 @@ from tests.store_factory import write_moving_store
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")
                        if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1]))
-TINY_SPLITS = ('{"train": {"until": "2020-01-04"}, "val": {"after": "2020-01-04", "until": "2020-01-05"}, '
-               '"test": {"after": "2020-01-05"}, "predict": {"after": "2020-01-05"}}')
+TINY_SPLITS = ('{"train": {"until": "2020-01-04", "stride": 1}, '
+               '"val": {"after": "2020-01-04", "until": "2020-01-05", "stride": 1}, '
+               '"test": {"after": "2020-01-05", "stride": 1}, "predict": {"after": "2020-01-05", "stride": 1}}')
 
 
 def _trains_on_cpu(config: Path) -> bool:
@@ -24,7 +25,10 @@ def _trains_on_cpu(config: Path) -> bool:
 
 
 def _data_args(config: Path) -> dict:
-    data = yaml.safe_load(config.read_text())["data"]
+    content = yaml.safe_load(config.read_text())
+    if "data" not in content and "config" in content:  # the data section comes from an included config
+        return _data_args(config.parent / content["config"])
+    data = content["data"]
     if isinstance(data, str):  # a path to a data config
         data = yaml.safe_load((config.parent / data).read_text())["data"] if not Path(data).is_absolute() else {}
     return data.get("init_args", {})

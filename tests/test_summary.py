@@ -19,3 +19,10 @@ def test_comparison_exit_status(tmp_path, capsys, model, baseline, status):
         (tmp_path / name / "test_metrics.json").write_text(json.dumps({"csi@20dBZ": value}))
     assert main([str(tmp_path / "model"), str(tmp_path / "base")]) == status
     assert ("does NOT beat" in capsys.readouterr().out) == bool(status)
+
+
+def test_a_single_run_prints_its_score(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "test_metrics.json").write_text(json.dumps({"csi@20dBZ": 0.4567, "csi@30dBZ": 0.2}))
+    assert main([str(tmp_path / "model")]) == 0
+    assert "model csi@20dBZ = 0.4567" in capsys.readouterr().out

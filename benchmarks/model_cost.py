@@ -1,0 +1,236 @@
+"""Parameters, training-step and sampling cost of RainDiff / DiffCast, ours and (optionally) the official code.
+
+    python benchmarks/model_cost.py --config configs/raindiff_shanghai.yaml --official-repo PATH --what all
+
+Prints one JSON object: ``params``, ``train_step_s``, ``train_peak_rss_gb``, ``sample_s``, ``sample_steps``
+(and the details behind them) for our model and, under ``official``, the same keys for the official code
+measured in the same environment. Setting: the config's model, batch 1, 128 x 128, 5 -> 20 frames, fp32, CPU,
+random weights. Every measurement runs in its own subprocess (peak RSS is per process), one at a time.
+
+* train: AdamW steps on one batch; ``train_step_s`` is the fastest step after the first, the peak RSS is
+  the process's peak over all steps (``rss_after_first_step_gb`` is reported too).
+* sample: one 20-frame forecast with DDIM 250 (eta 0, x0 clipped) from fixed noise; then, for ours, the
+  fastest core sampler (DPM-Solver++(2M)) at the smallest step count whose forecast stays within 2 % of the
+  value range (mean absolute difference) of the DDIM-250 forecast from the same noise.
+* twa (``--what twa``): Token-wise Attention against full softmax attention on square maps of 64^2 to 512^2
+  tokens (dim 64, batch 1, forward only), time and peak RSS per case; cases whose n x n score matrix would not
+  fit in memory are reported as skipped with its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+FAST_STEPS = (10, 15, 20, 25, 30, 40, 50)
+
+
+def model_args(config: Path) -> dict:
+    """``model.init_args`` of a config, following ``config:`` includes and dotted ``model.init_args.*`` keys."""
+    content = yaml.safe_load(config.read_text())
+    args = model_args(config.parent / content["config"]) if "config" in content else {}
+    args |= (content.get("model") or {}).get("init_args", {})
+    args |= {k.split(".", 2)[2]: v for k, v in content.items() if k.startswith("model.init_args.")}
+    return args
+
+
+def build_ours(config: Path, in_frames: int, out_frames: int, overrides: list[str] = ()):
+    from nowcast_pl.tasks.raindiff import RainDiffTask
+    args = model_args(config) | dict(protocol="pysteps", thresholds=[20.0])
+    args |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in overrides)}
+    args.pop("evaluation_scale", None)
+    return RainDiffTask(in_frames=in_frames, out_frames=out_frames, **args)
+
+
+def build_official(repo: Path, model: str, in_frames: int, out_frames: int, size: int):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from official_parity import import_official
+    diffusion_module, simvp_module = import_official(model, repo)
+    official = diffusion_module.get_model(T_in=in_frames, T_out=out_frames, sampling_timesteps=250)
+    official.load_backbone(simvp_module.get_model((1, size, size), in_frames, out_frames))
+    return official
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def measure_train(args) -> dict:
+    torch.manual_seed(0)
+    shape = (1, args.in_frames, 1, args.size, args.size)
+    inputs, targets = torch.rand(shape), torch.rand((1, args.out_frames, 1, args.size, args.size))
+    if args.side == "ours":
+        task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).train()
+        module, loss_fn = task, lambda: task.training_loss({"inputs": inputs, "targets": targets})["loss"]
+    else:
+        module = build_official(args.official_repo, args.model, args.in_frames, args.out_frames, args.size).train()
+        from official_parity import official_loss  # the official training loss (RainDiff 836f9ee)
+        segments = -(-args.out_frames // args.in_frames)
+
+        def loss_fn() -> torch.Tensor:
+            t = torch.randint(0, 1000, (1,))
+            return official_loss(args.model, module, inputs, targets, t, [torch.randn(shape) for _ in range(segments)])
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95))
+    times, rss_after_first = [], None
+    for _ in range(args.train_steps):
+        start = time.perf_counter()
+        loss = loss_fn()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+        rss_after_first = rss_after_first or _peak_rss_gb()
+    no_grad = sum(p.numel() for p in params if p.grad is None)
+    return {"params": sum(p.numel() for p in module.parameters()), "params_without_grad": no_grad,
+            "train_step_s": min(times[1:] or times), "train_step_times_s": times,
+            "train_peak_rss_gb": _peak_rss_gb(), "rss_after_first_step_gb": rss_after_first}
+
+
+def _segment_noise(task_segments: int, shape, seed: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(shape, generator=generator) for _ in range(task_segments)]
+
+
+def measure_sample(args) -> dict:
+    torch.manual_seed(0)
+    inputs = torch.rand((1, args.in_frames, 1, args.size, args.size))
+    segments = -(-args.out_frames // args.in_frames)
+    x_T = _segment_noise(segments, inputs.shape, 1)
+    if args.side == "official":
+        official = build_official(args.official_repo, args.model, args.in_frames, args.out_frames, args.size).eval()
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from official_parity import _replayed_randomness
+        draws = [n for noise in x_T for n in [noise] * 250]
+        start = time.perf_counter()
+        with torch.no_grad(), _replayed_randomness(torch.zeros(1), draws):
+            official.sample(inputs, args.out_frames)
+        return {"sample_s": time.perf_counter() - start, "sample_steps": 250, "sampler": "ddim"}
+    task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).eval()
+    rows = [torch.Generator().manual_seed(0)]
+
+    def forecast(sampler: str, steps: int) -> tuple[torch.Tensor, float]:
+        task.sampler, task.sampling_steps = sampler, steps
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = task.forecast_rows(inputs, rows, x_T=x_T).clamp(0, 1)
+        return out, time.perf_counter() - start
+
+    reference, seconds = forecast("ddim", 250)
+    result = {"sample_s": seconds, "sample_steps": 250, "sampler": "ddim", "fast": None}
+    for steps in FAST_STEPS:
+        fast, fast_seconds = forecast("dpmpp_2m", steps)
+        mad = float((fast - reference).abs().mean())
+        if mad <= 0.02:
+            result["fast"] = {"sampler": "dpmpp_2m", "sample_steps": steps, "sample_s": fast_seconds,
+                              "mean_abs_diff_vs_ddim250": mad}
+            break
+    return result
+
+
+def measure_attention(args) -> dict:
+    from nowcast_pl.layers.softmax_attention import PixelSelfAttention
+    from nowcast_pl.layers.tokenwise_attention import TokenwiseAttention
+    torch.manual_seed(0)
+    layer = (TokenwiseAttention(64, args.variant) if args.attention == "tokenwise"
+             else PixelSelfAttention(64, heads=1, dim_head=64)).eval()
+    x = torch.randn(1, 64, args.side_tokens, args.side_tokens)
+    base = _peak_rss_gb()
+    with torch.no_grad():
+        start = time.perf_counter()
+        layer(x)
+        seconds = time.perf_counter() - start
+    return {"time_s": seconds, "peak_rss_increase_gb": _peak_rss_gb() - base}
+
+
+def _run_worker(*extra: str) -> dict:
+    command = [sys.executable, __file__, "--worker", *extra]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def attention_scaling(variant: str, memory_gb: float) -> list[dict]:
+    rows = []
+    for side in (64, 128, 256, 512):
+        for attention in ("tokenwise", "softmax"):
+            n = side * side
+            row = {"tokens": n, "map": f"{side}x{side}", "attention": attention}
+            score_gb = n * n * 4 / 2**30
+            if attention == "softmax" and score_gb > memory_gb:
+                row["skipped"] = f"the {n}x{n} score matrix needs {score_gb:.0f} GB"
+            else:
+                row |= _run_worker("--measure", "attention", "--attention", attention, "--side-tokens", str(side),
+                                   "--variant", variant)
+            rows.append(row)
+    return rows
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=REPO / "configs/raindiff_shanghai.yaml")
+    parser.add_argument("--official-repo", type=Path, default=None)
+    parser.add_argument("--what", choices=("train", "sample", "all", "twa"), default="all")
+    parser.add_argument("--in-frames", type=int, default=5)
+    parser.add_argument("--out-frames", type=int, default=20)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of the config's model.init_args for our model (repeatable)")
+    parser.add_argument("--twa-memory-gb", type=float, default=4.0, help="largest softmax score matrix to run")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("train", "sample", "attention"), help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=("ours", "official"), default="ours", help=argparse.SUPPRESS)
+    parser.add_argument("--attention", default="tokenwise", help=argparse.SUPPRESS)
+    parser.add_argument("--side-tokens", type=int, default=64, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", default="released", help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
+    args.config = args.config.resolve()
+    init = model_args(args.config)
+    args.model = args.model or ("raindiff" if init.get("tokenwise_attention", True) else "diffcast")
+    if args.worker:
+        measure = {"train": measure_train, "sample": measure_sample, "attention": measure_attention}[args.measure]
+        print(json.dumps(measure(args)))
+        return
+    common = ["--config", str(args.config), "--in-frames", str(args.in_frames), "--out-frames", str(args.out_frames),
+              "--size", str(args.size), "--train-steps", str(args.train_steps), "--model", args.model,
+              *(f"--model-arg={item}" for item in args.model_arg)]
+    if args.official_repo is not None:
+        common += ["--official-repo", str(args.official_repo.resolve())]
+    sides = ["ours"] + (["official"] if args.official_repo is not None else [])
+    result: dict = {"config": str(args.config.relative_to(REPO)), "model": args.model,
+                    "setting": f"batch 1, {args.size}x{args.size}, {args.in_frames}->{args.out_frames}, fp32, CPU",
+                    "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"}
+    for side in sides:
+        target = result if side == "ours" else result.setdefault("official", {})
+        for what in ("train", "sample"):
+            if args.what in (what, "all"):
+                target |= _run_worker("--measure", what, "--side", side, *common)
+    if args.what == "twa":
+        result["twa_vs_softmax"] = attention_scaling(init.get("variant", "paper"), args.twa_memory_gb)
+    if "official" in result:
+        for key in ("train_step_s", "train_peak_rss_gb", "sample_s"):
+            if key in result and key in result["official"]:
+                result[f"{key}_ratio_to_official"] = result[key] / result["official"][key]
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from nowcast_pl.convert.cli import main
+
+main()

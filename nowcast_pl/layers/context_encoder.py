@@ -1,0 +1,108 @@
+"""Spatio-temporal context encoder of DiffCast (Yu et al., CVPR 2024, Sec. 3.3) and RainDiff
+(arXiv:2510.14962, Sec. 3.4, eq. 13), with RainDiff's Post-attention.
+
+Each frame of ``cat(observations, mean forecast)`` passes a 7x7 stem; then ``L`` levels, each a ResNet block
+``R^l`` and a ConvGRU ``G^l`` scanning the frames in order: ``h_j^l = G^l(R^l(x_j^l), h_{j-1}^l)``; the
+next level's input is the 2x2 space-to-depth downsampled state ``x_j^{l+1} = D^l(h_j^l)``. The conditioning
+``h`` is the list of per-level states.
+
+Two contexts are returned (the released code's "global" and "local" motion priors):
+* global: the states after the last frame, each refined once by a Token-wise Attention stage when
+  Post-attention is on (RainDiff Sec. 3.4: attention after the encoder outputs, not inside the recurrence);
+* local: the raw states after frame ``local_frame`` (0-based; the released code uses ``T_in``, i.e. all
+  observations and the first mean frame). The released code conditions the first residual segment on it.
+
+Because level ``l + 1`` only needs the states of level ``l``, the scan runs level by level: the stem, the
+ResNet blocks and the downsampling run once on all frames as one batch, and only the GRU steps are
+sequential. This is the same computation as a frame-by-frame scan.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from nowcast_pl.layers.checkpointing import checkpointed
+from nowcast_pl.layers.convgru import ConvGRUCell
+from nowcast_pl.layers.resample import SpaceToDepthDownsample
+from nowcast_pl.layers.tokenwise_attention import TokenwiseStage, Variant
+from nowcast_pl.layers.unet import ResnetBlock
+
+
+def level_widths(dim: int, dim_mults: Sequence[int]) -> list[tuple[int, int]]:
+    """(width of level l, width of level l + 1) pairs: ``dims = [dim, dim * m_0, dim * m_1, ...]``.
+
+    For ``dim = 64, dim_mults = (1, 2, 4, 8)``: ``[(64, 64), (64, 128), (128, 256), (256, 512)]``.
+    """
+    dims = [dim, *(dim * m for m in dim_mults)]
+    return list(zip(dims[:-1], dims[1:], strict=True))
+
+
+class ContextLevel(nn.Module):
+    """One encoder level: ResNet block, ConvGRU, and (except the last level) a downsample to the next width."""
+
+    def __init__(self, width: int, next_width: int | None) -> None:
+        super().__init__()
+        self.resnet = ResnetBlock(width, width)
+        self.gru = ConvGRUCell(width, width, 3)
+        self.downsample = SpaceToDepthDownsample(width, next_width) if next_width is not None else None
+
+    def scan(self, frames: Tensor) -> Tensor:
+        """``(B, T, C, H, W)`` level inputs -> ``(B, T, C, H, W)`` GRU states after each frame (h_0 = 0)."""
+        b, t, c, h, w = frames.shape
+        features = self.resnet(frames.reshape(b * t, c, h, w)).reshape(b, t, c, h, w)
+        state, states = None, []
+        for j in range(t):
+            state = self.gru(features[:, j], state)
+            states.append(state)
+        return torch.stack(states, dim=1)
+
+
+class SpatioTemporalEncoder(nn.Module):
+    """Cascaded ResNet + ConvGRU encoder with optional Post-attention (module docstring).
+
+    Args:
+        dim: stem width (64 in both papers).
+        dim_mults: level widths are ``dim * [1] + dim * dim_mults[:-1]`` (the U-Net's encoder widths).
+        channels: channels per frame.
+        post_attention: refine each global state with a :class:`TokenwiseStage` (RainDiff) or not (DiffCast).
+        variant: Token-wise Attention arithmetic of the Post-attention stages.
+
+    Shapes: ``frames (B, T, channels, H, W)`` in [-1, 1], H and W divisible by ``2 ** (len(dim_mults) - 1)``
+    -> ``(global, local)``, each a list of ``(B, C_l, H / 2**l, W / 2**l)`` with ``C_l`` = 64, 64, 128, 256
+    at the paper config.
+    """
+
+    def __init__(self, dim: int = 64, dim_mults: Sequence[int] = (1, 2, 4, 8), *, channels: int = 1,
+                 post_attention: bool = True, variant: Variant = "paper") -> None:
+        super().__init__()
+        widths = level_widths(dim, dim_mults)
+        self.stem = nn.Conv2d(channels, dim, 7, padding=3)
+        self.levels = nn.ModuleList(
+            ContextLevel(w_in, w_out if i < len(widths) - 1 else None) for i, (w_in, w_out) in enumerate(widths)
+        )
+        self.post_attention = (nn.ModuleList(TokenwiseStage(w_in, variant=variant) for w_in, _ in widths)
+                               if post_attention else None)
+
+    def forward(self, frames: Tensor, local_frame: int, *,
+                checkpoint: bool = False) -> tuple[list[Tensor], list[Tensor]]:
+        """Contexts; ``checkpoint`` recomputes each level's scan and Post-attention in backward (exact)."""
+        b, t, c, h, w = frames.shape
+        if not 0 <= local_frame < t:
+            raise ValueError(f"local_frame must index one of the {t} scanned frames, got {local_frame}")
+        x = self.stem(frames.reshape(b * t, c, h, w))
+        x = x.reshape(b, t, *x.shape[1:])
+        global_ctx, local_ctx = [], []
+        for level in self.levels:
+            states = checkpointed(level, level.scan, x) if checkpoint else level.scan(x)
+            global_ctx.append(states[:, -1])
+            local_ctx.append(states[:, local_frame])
+            if level.downsample is not None:
+                flat = level.downsample(states.flatten(0, 1))
+                x = flat.reshape(b, t, *flat.shape[1:])
+        if self.post_attention is not None:
+            global_ctx = [checkpointed(stage, stage, g) if checkpoint else stage(g)
+                          for stage, g in zip(self.post_attention, global_ctx, strict=True)]
+        return global_ctx, local_ctx

@@ -1,0 +1,54 @@
+"""RainDiff/DiffCast through the ``nowcast`` CLI: fit, test an imported official checkpoint, refuse a mismatch."""
+
+import json
+
+import pytest
+import torch
+
+from nowcast_pl.cli import build_cli, main
+from nowcast_pl.convert.cli import main as convert_main
+from nowcast_pl.convert.official import export_official_names
+from nowcast_pl.models.raindiff import RainDiffNet
+from tests.cli_helpers import write_config
+from tests.store_factory import write_moving_store
+
+TASK = "nowcast_pl.tasks.raindiff.RainDiffTask"
+TINY = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,
+        "thresholds": [20.0, 35.0], "warmup_steps": 2}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_moving_store(tmp_path_factory.mktemp("raindiff") / "s.zarr", n_events=6, frames=12, size=16)
+
+
+def _common(tmp_path, config, run):
+    return ["--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name", run,
+            "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1"]
+
+
+@pytest.mark.parametrize("switches", [{}, {"tokenwise_attention": False, "post_attention": False}])
+def test_fit_and_test_through_the_cli(tmp_path, store, switches):
+    config = write_config(tmp_path / "c.yaml", store, model=TASK, model_args=TINY | switches,
+                          trainer={"max_steps": 3})
+    build_cli(["fit", *_common(tmp_path, config, "r")])
+    build_cli(["test", *_common(tmp_path, config, "r"), "--ckpt_path", "last"])
+    scores = json.loads((tmp_path / "runs/r/test_metrics.json").read_text())
+    assert 0.0 <= scores["csi@20dBZ"] <= 1.0
+
+
+def test_converted_official_checkpoint_is_tested_and_a_mismatch_is_one_line(tmp_path, store, capsys):
+    torch.manual_seed(0)
+    net = RainDiffNet(in_frames=4, out_frames=4, dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2,
+                      variant="released")
+    torch.save({"model": export_official_names(net.state_dict(), "raindiff"), "step": 10}, tmp_path / "off.pt")
+    convert_main(["raindiff", str(tmp_path / "off.pt"), str(tmp_path / "converted.ckpt")])
+    released = write_config(tmp_path / "r.yaml", store, model=TASK, model_args=TINY | {"variant": "released"})
+    build_cli(["test", *_common(tmp_path, released, "imported"), "--ckpt_path", str(tmp_path / "converted.ckpt")])
+    assert (tmp_path / "runs/imported/test_metrics.json").exists()
+    paper = write_config(tmp_path / "p.yaml", store, model=TASK, model_args=TINY | {"variant": "paper"})
+    with pytest.raises(SystemExit):
+        main(["test", *_common(tmp_path, paper, "wrong"), "--ckpt_path", str(tmp_path / "converted.ckpt")])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("nowcast: error: ValueError: the checkpoint does not fit this RainDiffTask")
+    assert "variant='paper'" in error and "to_value" in error

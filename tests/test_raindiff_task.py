@@ -1,0 +1,170 @@
+"""RainDiffTask: loss (eq. 8), segment loop, teacher forcing, context switch, sampling, sizes, converter."""
+
+import math
+
+import pytest
+import torch
+
+from nowcast_pl.convert.cli import main as convert_main
+from nowcast_pl.convert.official import convert_state_dict, export_official_names
+from nowcast_pl.models.raindiff import RainDiffNet, normalise
+from nowcast_pl.tasks.raindiff import RainDiffTask
+
+TINY = dict(dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2, thresholds=[20.0], protocol="pysteps",
+            sampling_steps=3)
+
+
+def _task(in_frames=3, out_frames=7, **kwargs):
+    torch.manual_seed(0)
+    return RainDiffTask(in_frames=in_frames, out_frames=out_frames, **(TINY | kwargs))
+
+
+def _batch(task, b=2, size=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    inputs = torch.rand(b, task.in_frames, 1, size, size, generator=g)
+    return inputs, torch.rand(b, task.out_frames, 1, size, size, generator=g)
+
+
+class _Recorder:
+    """Wraps the U-Net and records (cond, context, segment) of every call."""
+
+    def __init__(self, task):
+        self.calls, self.forward = [], task.net.denoiser.forward
+        task.net.denoiser.forward = self
+
+    def __call__(self, x_t, t, cond, context, segment, *, features):
+        self.calls.append((cond.clone(), features[0][0], int(segment[0])))
+        return self.forward(x_t, t, cond, context, segment, features=features)
+
+
+def test_loss_on_a_fixed_batch_falls_well_below_its_start():
+    task = _task().train()
+    inputs, targets = _batch(task)
+    t = torch.tensor([100, 700])
+    noises = [torch.randn(2, 3, 1, 16, 16, generator=torch.Generator().manual_seed(m)) for m in range(3)]
+    optimizer = torch.optim.Adam(task.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        loss = task.loss_terms(inputs, targets, t, noises)["loss"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize("local_context", [True, False])
+def test_segment_loop_teacher_forcing_and_context_switch(local_context):
+    task = _task(local_context=local_context).train()
+    inputs, targets = _batch(task)
+    recorder = _Recorder(task)
+    terms = task.training_loss({"inputs": inputs, "targets": targets})
+    assert math.isclose(terms["loss"].item(), 0.5 * terms["mean_mse"].item() + 0.5 * terms["diffusion"].item(),
+                        rel_tol=1e-5)
+    assert [segment for _, _, segment in recorder.calls] == [0, 1, 2]  # 7 frames in segments of 3, 3, 1
+    with torch.no_grad():
+        mean = task.net.predict_mean(inputs)
+        global_ctx, local_ctx = task.net.encode(normalise(inputs), normalise(mean))
+    residual = normalise(targets) - normalise(mean)[:, :7]
+    assert torch.equal(recorder.calls[0][0], torch.zeros_like(recorder.calls[0][0]))
+    for m in (1, 2):  # the ground-truth residual of the previous segment
+        assert torch.allclose(recorder.calls[m][0], residual[:, 3 * (m - 1):3 * m], atol=1e-5)
+    level0 = task.net.denoiser.downs[0]
+    with torch.no_grad():
+        local_features, global_features = (level0.context_features(c[0])[0] for c in (local_ctx, global_ctx))
+    assert torch.allclose(recorder.calls[0][1], local_features if local_context else global_features, atol=1e-5)
+    assert all(torch.allclose(call[1], global_features, atol=1e-5) for call in recorder.calls[1:])
+
+
+def test_sampling_conditions_on_the_sampled_residual_and_truncates_the_last_segment():
+    task = _task().eval()
+    inputs, _ = _batch(task)
+    recorder = _Recorder(task)
+    with torch.no_grad():
+        out = task.forecast_rows(inputs, [torch.Generator().manual_seed(i) for i in range(2)])
+        mean_n = normalise(task.net.predict_mean(inputs))
+    assert out.shape == (2, 7, 1, 16, 16)
+    assert [segment for _, _, segment in recorder.calls] == [0] * 3 + [1] * 3 + [2] * 3
+    sampled_residual = normalise(out[:, :3]) - mean_n[:, :3]
+    assert torch.allclose(recorder.calls[3][0], sampled_residual, atol=1e-5)
+
+
+def test_sampling_is_reproducible_per_row_and_seed():
+    task = _task().eval()
+    inputs, _ = _batch(task)
+    with torch.no_grad():
+        a = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(5))
+        b = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(5))
+        c = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(6))
+        rows = task.forecast_rows(inputs, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
+        alone = task.forecast_rows(inputs[1:], [torch.Generator().manual_seed(2)])
+    assert a.shape == (2, 2, 7, 1, 16, 16) and torch.equal(a, b) and not torch.allclose(a, c)
+    assert not torch.allclose(a[:, 0], a[:, 1])
+    assert torch.allclose(rows[1:], alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs, expected, exact", [
+    (dict(variant="released"), 74_581_254, False),
+    (dict(variant="paper"), 74_581_254, False),
+    (dict(tokenwise_attention=False, post_attention=False), 57_332_998, True),
+])
+def test_parameter_counts_at_the_paper_configs(kwargs, expected, exact):
+    count = sum(p.numel() for p in RainDiffNet(in_frames=5, out_frames=20, **kwargs).parameters())
+    assert count == expected if exact else abs(count - expected) / expected < 0.02
+
+
+def test_every_parameter_of_the_paper_model_receives_a_gradient():
+    torch.manual_seed(0)
+    task = RainDiffTask(in_frames=5, out_frames=10, variant="released", thresholds=[20.0], protocol="pysteps").train()
+    inputs, targets = torch.rand(1, 5, 1, 16, 16), torch.rand(1, 10, 1, 16, 16)
+    task.training_loss({"inputs": inputs, "targets": targets})["loss"].backward()
+    dead = [name for name, p in task.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert dead == []
+
+
+def test_frame_size_the_unet_cannot_take_is_a_one_line_error():
+    task = _task(dim_mults=(1, 2, 2, 2))
+    with pytest.raises(ValueError, match=r"frame size 20x20 is not divisible by 8.*data.frame_size"):
+        task.training_loss({"inputs": torch.rand(1, 3, 1, 20, 20), "targets": torch.rand(1, 7, 1, 20, 20)})
+
+
+@pytest.mark.parametrize("model, tokenwise", [("raindiff", True), ("diffcast", False)])
+def test_converter_round_trip_on_random_weights(model, tokenwise):
+    net = RainDiffNet(in_frames=3, out_frames=6, dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2,
+                      variant="released", tokenwise_attention=tokenwise, post_attention=tokenwise)
+    state = {k: torch.randn(v.shape) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    back = convert_state_dict(export_official_names(state, model), net.state_dict(), model)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+
+
+def test_converter_names_missing_and_unexpected_keys_of_another_architecture(tmp_path):
+    kwargs = dict(in_frames=3, out_frames=6, dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2, variant="released")
+    diffcast = RainDiffNet(tokenwise_attention=False, post_attention=False, **kwargs).state_dict()
+    raindiff = RainDiffNet(**kwargs).state_dict()
+    with pytest.raises(ValueError, match=r"missing \d+ \(.*\); unexpected \d+ \(.*mid_attn\.fn"):
+        convert_state_dict(export_official_names(diffcast, "diffcast"), raindiff, "raindiff")
+    torch.save({"model": export_official_names(diffcast, "diffcast")}, tmp_path / "official.pt")
+    with pytest.raises(SystemExit):
+        convert_main(["raindiff", str(tmp_path / "official.pt"), str(tmp_path / "out.ckpt")])
+    convert_main(["diffcast", str(tmp_path / "official.pt"), str(tmp_path / "out.ckpt")])
+    checkpoint = torch.load(tmp_path / "out.ckpt", weights_only=True)
+    task = RainDiffTask(in_frames=3, out_frames=6, tokenwise_attention=False, post_attention=False,
+                        **(TINY | dict(dim_mults=[1, 2])))
+    task.load_state_dict(checkpoint["state_dict"])
+    assert torch.equal(task.net.denoiser.head.weight, diffcast["denoiser.head.weight"])
+
+
+def test_activation_checkpointing_keeps_loss_gradients_and_batchnorm_statistics():
+    plain = _task().train()
+    checkpointed = _task(activation_checkpointing=True).train()
+    checkpointed.load_state_dict(plain.state_dict())
+    inputs, targets = _batch(plain)
+    t, noises = torch.tensor([5, 600]), [torch.randn(2, 3, 1, 16, 16) for _ in range(3)]
+    losses = [task.loss_terms(inputs, targets, t, noises)["loss"] for task in (plain, checkpointed)]
+    for loss in losses:
+        loss.backward()
+    assert torch.equal(losses[0], losses[1])
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-7), name
+    for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # BatchNorm running statistics updated once
