@@ -49,7 +49,9 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
             f"no radar store at {path}: expected a Zarr directory containing zarr.json; "
             "create one with `nowcast-prep` (see docs/datasets.md) or `nowcast-prep synthetic`"
         )
-    return zarr.open_group(str(path), mode=mode, zarr_format=3)
+    # The arrays' own metadata, not the consolidated copy (for xarray), which an edit of a finished store
+    # would leave stale: the validator must see what is on disk.
+    return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
 
 
 def consolidate(path: str | Path) -> None:
@@ -295,7 +297,7 @@ class RadarStoreWriter:
         consolidate its metadata."""
         self.group.attrs.update({**extra_attrs, "complete": True})
         consolidate(self.path)
-        validate_group(zarr.open_group(str(self.path), mode="r", zarr_format=3), str(self.path))
+        validate_group(open_group(self.path), str(self.path))
 
 
 class RadarStore:
