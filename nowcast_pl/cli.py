@@ -6,6 +6,11 @@ every invocation, so resumed and requeued runs do not crash), ``checkpoints/`` (
 never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint. TensorBoard also
 gets the learning rate (``LearningRateMonitor``, added unless the logger is disabled).
 
+``nowcast fit --ckpt_path auto`` resumes from the newest of the SLURM requeue checkpoint (``hpc_ckpt_N.ckpt``)
+and ``checkpoints/last*.ckpt``, or starts from scratch when there is none: the same command serves the first
+submission of a job and every requeue (see :mod:`nowcast_pl.resume`). A resumed run logs to the same
+TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
+
 ``nowcast report ...`` is not a LightningCLI sub-command: :func:`main` hands it to :mod:`nowcast_pl.report.cli`.
 """
 
@@ -18,10 +23,12 @@ from pathlib import Path
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
 
-from nowcast_pl.callbacks import DEFAULT_CALLBACKS
+from nowcast_pl.callbacks import DEFAULT_CALLBACKS, RESUME_CALLBACKS
 from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
+from nowcast_pl.resume import AUTO, checkpoint_global_step, resolve_auto
 from nowcast_pl.tasks.base import NowcastTask
 
 # Raised by nowcast_pl for bad configurations, stores and arguments; printed as one line by main().
@@ -36,6 +43,9 @@ class NowcastCLI(LightningCLI):
         parser.add_argument("--runs_root", default="runs", help="Folder holding one sub-folder per run.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.add_argument("--checkpoint_every_n_steps", type=int, default=0,
+                            help="Also write checkpoints/last.ckpt every N optimiser steps (0: only at epoch "
+                                 "ends), so a crash or preemption loses at most N steps.")
         for key in ("in_frames", "out_frames", "value_range"):
             parser.link_arguments(f"data.init_args.{key}", f"model.init_args.{key}")
         for key in ("units", "time_step_minutes"):
@@ -54,6 +64,25 @@ class NowcastCLI(LightningCLI):
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
         trainer.callbacks = _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
+        if config.checkpoint_every_n_steps > 0:
+            # ModelCheckpoint triggers are exclusive: a second one writes the same last.ckpt every N steps.
+            every_steps = Namespace(dirpath=config.checkpoint.dirpath, save_last=True, save_top_k=0,
+                                    every_n_train_steps=config.checkpoint_every_n_steps)
+            trainer.callbacks.append(Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint",
+                                               init_args=every_steps))
+
+    def before_fit(self) -> None:
+        """Resolve ``--ckpt_path auto`` and make TensorBoard continue where the checkpoint was written."""
+        arguments = self.config_init[self.subcommand]
+        if arguments.get("ckpt_path") == AUTO:
+            checkpoint_dir = Path(self.trainer.checkpoint_callback.dirpath)
+            arguments["ckpt_path"] = resolve_auto(Path(self.trainer.default_root_dir), checkpoint_dir)
+        path = arguments.get("ckpt_path")
+        logger = self.trainer.logger
+        if path and Path(path).is_file() and isinstance(logger, TensorBoardLogger) and logger._experiment is None:
+            # Events at or after the resumed step, logged by the interrupted run after its checkpoint, are
+            # dropped by TensorBoard, so no step appears twice.
+            logger._kwargs["purge_step"] = checkpoint_global_step(path)
 
 
 def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> list:
@@ -61,7 +90,7 @@ def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> l
     monitor) the config does not list already."""
     callbacks = list(callbacks or [])
     listed = {c.class_path.rsplit(".", 1)[-1] for c in callbacks if getattr(c, "class_path", None)}
-    for cls in DEFAULT_CALLBACKS + ((LearningRateMonitor,) if log_lr else ()):
+    for cls in DEFAULT_CALLBACKS + RESUME_CALLBACKS + ((LearningRateMonitor,) if log_lr else ()):
         if cls.__name__ not in listed:
             callbacks.append(Namespace(class_path=f"{cls.__module__}.{cls.__name__}", init_args=Namespace()))
     return callbacks

@@ -70,7 +70,7 @@ def test_shipped_config_runs(config, stores, tmp_path):
         assert sum(p.numel() for p in cli.model.parameters()) > 0
         return
     short = ["--trainer.max_steps", "2", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "1",
-             "--trainer.limit_test_batches", "1"]
+             "--trainer.limit_test_batches", "1", "--trainer.val_check_interval", "1.0"]
     cli = build_cli(["fit" if _trainable(config) else "test", *args, *short])
     if _trainable(config):
         assert cli.trainer.global_step == 2

@@ -8,8 +8,9 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
+from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from nowcast_pl.data.store import RadarStore
 from nowcast_pl.data.transforms import (
     RESIZE_METHODS,
@@ -208,25 +209,20 @@ class RadarDataModule(pl.LightningDataModule):
         dataset = self.datasets[split_name]
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        if train:
-            # Lightning calls set_epoch() on it every epoch; single-process runs use it too (world 1).
-            sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
-                                         seed=self.shuffle_seed, drop_last=True)
-        elif world > 1:
-            # Every window is evaluated exactly once: no padding with repeated samples across ranks.
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False)
-        else:
-            sampler = None
         workers = self.num_workers
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=sampler,
-            drop_last=train and len(dataset) // world > self.batch_size,
-            num_workers=workers,
-            persistent_workers=self.persistent_workers and workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        common = dict(num_workers=workers, persistent_workers=self.persistent_workers and workers > 0,
+                      pin_memory=torch.cuda.is_available())
+        if train:
+            # Lightning calls set_epoch() every epoch and checkpoints the position inside the epoch.
+            sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, seed=self.shuffle_seed)
+            return ResumableDataLoader(dataset, sampler=sampler, batch_size=self.batch_size,
+                                       drop_last=len(dataset) // world > self.batch_size, **common)
+        # Every window is evaluated exactly once: no padding with repeated samples across ranks. The loader's
+        # own generator keeps worker seeding off the global random stream of training.
+        sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=False) \
+            if world > 1 else None
+        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=sampler,
+                          generator=torch.Generator().manual_seed(self.shuffle_seed), **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

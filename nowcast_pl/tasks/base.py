@@ -162,7 +162,6 @@ class NowcastTask(pl.LightningModule):
         self.test_mean_metrics = build_metrics(protocol, **metric_kwargs) if members > 1 else None
         self.ema: ExponentialMovingAverage | None = None
         self._ema_in_use = False
-        self._ema_step = -1
         self.test_scores: dict[str, float] = {}
 
     # ----- what a model provides -------------------------------------------------------------------------
@@ -279,12 +278,13 @@ class NowcastTask(pl.LightningModule):
                       batch_size=batch["inputs"].shape[0])
         return losses["loss"]
 
-    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
-        step = self.trainer.global_step
-        if self.ema is None or step == self._ema_step or step % self.hparams.ema_every_n_steps:
-            return
-        self._ema_step = step
-        self.ema.update(self.ema_tensors(), decay=0.0 if step <= self.hparams.ema_start_step else None)
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the EMA update: both are done before any callback sees the batch end, so
+        a checkpoint written in ``on_train_batch_end`` (every N steps, preemption) holds the updated EMA."""
+        super().optimizer_step(*args, **kwargs)
+        step = self.trainer.global_step + 1  # the trainer counts this step once the hook returns
+        if self.ema is not None and step % self.hparams.ema_every_n_steps == 0:
+            self.ema.update(self.ema_tensors(), decay=0.0 if step <= self.hparams.ema_start_step else None)
 
     def _use_ema(self, use: bool) -> None:
         if self.ema is not None and use != self._ema_in_use:

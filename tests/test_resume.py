@@ -1,0 +1,105 @@
+"""Exact resume in the middle of an epoch: a fit preempted by SLURM's requeue signal and resumed with the same
+command line (``--ckpt_path auto``) ends where an uninterrupted fit ends, batch for batch and noise for noise."""
+
+import numpy as np
+import pytest
+import torch
+
+from nowcast_pl.callbacks.preemption import PreemptionCheckpoint, slurm_job_id
+from nowcast_pl.cli import build_cli
+from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
+from nowcast_pl.resume import newest_checkpoint
+from tests.scaleout_cases import (
+    SIMVP,
+    STEPS_PER_EPOCH,
+    TOY_DIFFUSION,
+    assert_same_training_state,
+    case_params,
+    fake_slurm_env,
+    final_checkpoint,
+    load_checkpoint,
+    one_torch_thread,  # noqa: F401
+    scalars,
+    signal_config,
+)
+
+PREEMPT_AT = STEPS_PER_EPOCH + 3  # in the middle of the second epoch, after a validation
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.mark.parametrize("case", case_params(SIMVP, TOY_DIFFUSION))
+def test_preempted_fit_resumes_exactly_mid_epoch(case, tmp_path, monkeypatch):
+    args = [*case.args(tmp_path), "--trainer.max_epochs", "2", "--checkpoint_every_n_steps", "4",
+            "--ckpt_path", "auto"]
+    if case is TOY_DIFFUSION:  # the data position must be exact with worker processes too
+        args += ["--data.init_args.num_workers", "2"]
+    build_cli(["fit", *args, "--run_name", "straight"])
+
+    fake_slurm_env(monkeypatch)
+    requeued = []
+    monkeypatch.setattr(PreemptionCheckpoint, "_requeue", lambda self: requeued.append(slurm_job_id()))
+    with pytest.raises(SystemExit):  # Lightning's SIGTERMException once the requeue checkpoint is written
+        build_cli(["fit", *args, "--run_name", "cut", "--config", str(signal_config(tmp_path, PREEMPT_AT))])
+    run = tmp_path / "runs" / "cut"
+    requeue = run / "hpc_ckpt_1.ckpt"
+    assert load_checkpoint(requeue)["global_step"] == PREEMPT_AT
+    assert requeued == ["4242"]
+    assert load_checkpoint(final_checkpoint(run))["global_step"] == 8  # every 4 steps
+    assert newest_checkpoint(run, run / "checkpoints") == requeue
+
+    # The requeued job: same command line, every checkpoint read by the safe loader only.
+    safe_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: safe_load(*a, **(k | {"weights_only": True})))
+    build_cli(["fit", *args, "--run_name", "cut"])
+    straight = load_checkpoint(final_checkpoint(tmp_path / "runs/straight"))
+    resumed = load_checkpoint(final_checkpoint(run))
+    assert resumed["global_step"] == 2 * STEPS_PER_EPOCH
+    assert_same_training_state(resumed, straight)
+
+    # TensorBoard: one folder, every step once, the same losses as the uninterrupted run.
+    cut_losses, straight_losses = scalars(run, "train/loss"), scalars(tmp_path / "runs/straight", "train/loss")
+    assert [s for s, _ in cut_losses] == [s for s, _ in straight_losses] == list(range(2 * STEPS_PER_EPOCH))
+    np.testing.assert_allclose([v for _, v in cut_losses], [v for _, v in straight_losses], rtol=1e-5)
+
+    if case is SIMVP:
+        build_cli(["test", *case.args(tmp_path), "--run_name", "cut", "--ckpt_path", str(requeue),
+                   "--trainer.limit_test_batches", "1"])
+        assert (run / "test_metrics.json").exists()
+
+
+class _Windows(torch.utils.data.Dataset):
+    def __len__(self):
+        return 23
+
+    def __getitem__(self, index):
+        return index
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_loader_position_covers_every_window_once_across_ranks(workers):
+    """Interrupt every rank after 2 batches, resume fresh loaders from rank 0's state: together with the
+    batches seen before, each rank sees exactly its windows of the epoch, in the uninterrupted order."""
+    world, batch = 2, 3
+
+    def loader(rank):
+        sampler = ResumableSampler(_Windows(), num_replicas=world, rank=rank, seed=7)
+        sampler.set_epoch(1)
+        return ResumableDataLoader(_Windows(), sampler=sampler, batch_size=batch, drop_last=True, num_workers=workers)
+
+    full = {rank: [int(i) for b in loader(rank) for i in b] for rank in range(world)}
+    assert sorted(full[0] + full[1]) == sorted(set(full[0] + full[1])) and len(full[0]) == 9
+    before, states = {}, {}
+    for rank in range(world):
+        first = loader(rank)
+        iterator = iter(first)
+        before[rank] = [int(i) for _ in range(2) for i in next(iterator)]
+        states[rank] = first.state_dict()
+    assert states[0] == states[1] == {"epoch": 1, "batches": 2, "world_size": 2}
+    for rank in range(world):
+        resumed = loader(rank)
+        resumed.sampler.set_epoch(0)  # a fresh loader, as after a restart
+        resumed.load_state_dict(states[0])
+        resumed.sampler.set_epoch(1)  # what Lightning calls after loading; it must keep the position
+        after = [int(i) for b in resumed for i in b]
+        assert before[rank] + after == full[rank]
+        assert resumed.state_dict() == {"epoch": 2, "batches": 0, "world_size": 2}
