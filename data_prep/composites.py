@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import h5py
 import netCDF4
 import numpy as np
 
@@ -175,3 +176,21 @@ pass --accutime (pysteps' default is 15 min, OPERA's step). Set --licence/--cita
 
     def importer_kwargs(self) -> dict[str, Any]:
         return {"qty": self.options.get("qty", "RATE"), "accutime": self.options.get("accutime", 5.0)}
+
+    def producer(self, first: Path) -> tuple[str, str]:
+        """Title and institution from the file's ``what/source`` (ODIM_H5 §3.1: ``ORG:``, ``NOD:``, ``PLC:``,
+        ``CMT:`` ... identifiers), so another producer's store is not labelled with the default's (RMI)."""
+        source = odim_source(first)
+        if not source:
+            return self.title, self.institution
+        fields = dict(item.split(":", 1) for item in source.split(",") if ":" in item)
+        name = next((fields[k] for k in ("PLC", "CMT", "NOD", "RAD", "ORG", "WMO") if fields.get(k)), source)
+        institution = f"originating centre {fields['ORG']}" if fields.get("ORG") else f"producer {name}"
+        return f"ODIM HDF5 radar composite, {name}", f"{institution} (ODIM what/source {source!r})"
+
+
+def odim_source(path: Path) -> str:
+    """The ``what/source`` attribute of an ODIM_H5 file, "" when absent."""
+    with h5py.File(path, "r") as h5:
+        value = h5["what"].attrs.get("source", b"") if "what" in h5 else b""
+    return (value.decode() if isinstance(value, bytes) else str(value)).strip()

@@ -136,6 +136,10 @@ class OperationalConverter(Converter):
         """The field of one frame; a format may override it with a faster reader giving the same values."""
         return self.import_file(path)
 
+    def producer(self, first: Path) -> tuple[str, str]:
+        """(title, institution) of the store; a format whose files name their producer reads them here."""
+        return self.title, self.institution
+
     def native_encoding(self, meta: dict[str, Any], first: Path) -> FrameEncoding:
         """Store encoding of the importer's unit (a format with its own integer encoding overrides it)."""
         return encoding_for_unit(meta["unit"], self.title)
@@ -172,6 +176,7 @@ class OperationalConverter(Converter):
 
     def _make_spec(self) -> StoreSpec:
         first, values, meta = self._first_readable()
+        self.title, self.institution = self.producer(first)
         self._unit, self._accutime = meta.get("unit", ""), float(meta.get("accutime") or 0.0)
         if self.to_dbz:
             if self._unit not in ("mm/h", "mm"):

@@ -3,12 +3,15 @@
 Every run lives in ``<runs_root>/<run_name>/``: TensorBoard events, the resolved ``config.yaml`` (rewritten on
 every invocation, so resumed and requeued runs do not crash), ``checkpoints/`` (``last.ckpt`` for
 ``--ckpt_path last``), ``test_metrics.json`` and ``test_panel.png``. The folder name is fixed by the run name,
-never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint.
+never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint. TensorBoard also
+gets the learning rate (``LearningRateMonitor``, added unless the logger is disabled).
 
 ``nowcast fit --ckpt_path auto`` resumes from the newest of the SLURM requeue checkpoint (``hpc_ckpt_N.ckpt``)
 and ``checkpoints/last*.ckpt``, or starts from scratch when there is none: the same command serves the first
 submission of a job and every requeue (see :mod:`nowcast_pl.resume`). A resumed run logs to the same
 TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
+
+``nowcast report ...`` is not a LightningCLI sub-command: :func:`main` hands it to :mod:`nowcast_pl.report.cli`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import sys
 from pathlib import Path
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
@@ -60,7 +63,7 @@ class NowcastCLI(LightningCLI):
             )
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
-        trainer.callbacks = _with_default_callbacks(trainer.callbacks)
+        trainer.callbacks = _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
         if config.checkpoint_every_n_steps > 0:
             # ModelCheckpoint triggers are exclusive: a second one writes the same last.ckpt every N steps.
             every_steps = Namespace(dirpath=config.checkpoint.dirpath, save_last=True, save_top_k=0,
@@ -82,11 +85,12 @@ class NowcastCLI(LightningCLI):
             logger._kwargs["purge_step"] = checkpoint_global_step(path)
 
 
-def _with_default_callbacks(callbacks: list | None) -> list:
-    """The configured callbacks plus each file-writing callback the config does not list already."""
+def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> list:
+    """The configured callbacks plus each file-writing callback (and, with a logger, the learning-rate
+    monitor) the config does not list already."""
     callbacks = list(callbacks or [])
     listed = {c.class_path.rsplit(".", 1)[-1] for c in callbacks if getattr(c, "class_path", None)}
-    for cls in DEFAULT_CALLBACKS + RESUME_CALLBACKS:
+    for cls in DEFAULT_CALLBACKS + RESUME_CALLBACKS + ((LearningRateMonitor,) if log_lr else ()):
         if cls.__name__ not in listed:
             callbacks.append(Namespace(class_path=f"{cls.__module__}.{cls.__name__}", init_args=Namespace()))
     return callbacks
@@ -107,8 +111,16 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> NowcastCLI:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Console entry point. Known input errors print one line (set NOWCAST_DEBUG=1 for the traceback)."""
+    """Console entry point. Known input errors print one line (set NOWCAST_DEBUG=1 for the traceback).
+
+    ``nowcast report ...`` runs :mod:`nowcast_pl.report.cli`; every other sub-command is LightningCLI's.
+    """
+    args = sys.argv[1:] if args is None else list(args)
     try:
+        if args[:1] == ["report"]:
+            from nowcast_pl.report.cli import main as report
+
+            raise SystemExit(report(args[1:]))
         build_cli(args)
     except USER_ERRORS as err:
         if os.environ.get("NOWCAST_DEBUG"):

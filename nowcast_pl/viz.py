@@ -102,3 +102,41 @@ def lead_time_curves(scores: dict[str, np.ndarray], *, time_step_minutes: float,
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def rank_histogram_figure(histograms: dict[str, tuple[list[float], list[float]]]) -> Figure:
+    """Bar chart of rank histograms, one panel per forecast; a flat histogram is a calibrated ensemble.
+
+    Args:
+        histograms: label → (ranks 0..N, relative frequencies), e.g. from
+            ``curve_points(scores, "rank_hist")``.
+    """
+    fig, axes = plt.subplots(1, len(histograms), figsize=(3.2 * len(histograms), 3), squeeze=False)
+    for ax, (label, (ranks, freqs)) in zip(axes[0], histograms.items(), strict=True):
+        ax.bar(ranks, freqs, width=0.8, color="#4477aa")
+        if ranks:
+            ax.axhline(1.0 / len(ranks), color="k", lw=0.8, ls="--")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("rank of the observation")
+    axes[0, 0].set_ylabel("relative frequency")
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(curves: dict[str, dict[str, tuple[list[float], list[float]]]]) -> Figure:
+    """Reliability diagrams, one panel per threshold, one line per forecast, with the diagonal.
+
+    Args:
+        curves: threshold label (e.g. ``"20dBZ"``) → forecast label → (mean forecast probability per bin,
+            observed frequency per bin), e.g. from ``curve_points`` of ``rel_forecast@…`` and ``rel_observed@…``.
+    """
+    fig, axes = plt.subplots(1, len(curves), figsize=(3.2 * len(curves), 3.2), squeeze=False)
+    for ax, (threshold, lines) in zip(axes[0], curves.items(), strict=True):
+        ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls="--")
+        for label, (forecast, observed) in lines.items():
+            ax.plot(forecast, observed, marker="o", markersize=3, label=label)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="forecast probability", title=f"P(X ≥ {threshold})")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("observed frequency")
+    fig.tight_layout()
+    return fig

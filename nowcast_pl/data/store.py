@@ -10,6 +10,7 @@ by :meth:`RadarStoreWriter.finalize`, and the validator rejects incomplete store
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -48,7 +49,19 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
             f"no radar store at {path}: expected a Zarr directory containing zarr.json; "
             "create one with `nowcast-prep` (see docs/datasets.md) or `nowcast-prep synthetic`"
         )
-    return zarr.open_group(str(path), mode=mode, zarr_format=3)
+    # The arrays' own metadata, not the consolidated copy (for xarray), which an edit of a finished store
+    # would leave stale: the validator must see what is on disk.
+    return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+
+
+def consolidate(path: str | Path) -> None:
+    """Write the group's consolidated metadata, so ``xarray.open_zarr`` opens it in one read, without warning.
+
+    Call it once the arrays' shapes and attributes are final: later metadata changes are not reflected.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        zarr.consolidate_metadata(str(path), zarr_format=3)
 
 
 @dataclass(frozen=True)
@@ -280,9 +293,11 @@ class RadarStoreWriter:
         return frames
 
     def finalize(self, **extra_attrs: Any) -> None:
-        """Mark the store complete (optionally recording extra attributes such as a conversion report)."""
+        """Mark the store complete (optionally recording extra attributes such as a conversion report) and
+        consolidate its metadata."""
         self.group.attrs.update({**extra_attrs, "complete": True})
-        validate_group(zarr.open_group(str(self.path), mode="r", zarr_format=3), str(self.path))
+        consolidate(self.path)
+        validate_group(open_group(self.path), str(self.path))
 
 
 class RadarStore:

@@ -33,6 +33,7 @@ from torchmetrics import Metric, MetricCollection
 
 from nowcast_pl.diffusion.noise import member_generators
 from nowcast_pl.metrics import build_metrics, flatten_scores
+from nowcast_pl.report.figures import run_figures
 from nowcast_pl.tasks.ema import ExponentialMovingAverage, shadow_name
 from nowcast_pl.tasks.optim import build_param_groups, warmup_cosine
 from nowcast_pl.viz import forecast_panel, lead_time_curves
@@ -151,6 +152,7 @@ class NowcastTask(pl.LightningModule):
         scale, offset = (hi - lo, lo) if evaluation_scale is None else (float(evaluation_scale), 0.0)
         self.register_buffer("_eval_affine", torch.tensor([scale, offset]), persistent=False)
         unit = (units if evaluation_scale is None else "") if threshold_unit is None else threshold_unit
+        self._threshold_unit = unit
         metric_kwargs = dict(thresholds=list(thresholds or []), lead_times=out_frames, unit=unit,
                              data_range=scale, lpips_required=lpips_required)
         members = self.effective_members(eval_members)
@@ -405,6 +407,10 @@ class NowcastTask(pl.LightningModule):
             if curves:
                 fig = lead_time_curves(curves, time_step_minutes=self.hparams.time_step_minutes, ylabel=score)
                 experiment.add_figure(f"{stage}/{score}_by_lead", fig, global_step=self.global_step)
+        figures = run_figures(scores, thresholds=self.hparams.thresholds or [], unit=self._threshold_unit,
+                              out_frames=self.out_frames, time_step_minutes=self.hparams.time_step_minutes)
+        for name, fig in figures.items():
+            experiment.add_figure(f"{stage}/{name}", fig, global_step=self.global_step)
 
     def _log_panel(self, batch: Batch, forecast: Tensor, stage: str, batch_idx: int) -> None:
         experiment = self._experiment()

@@ -1,0 +1,3 @@
+from nowcast_pl.report.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""``nowcast report``: score runs, checkpoints, baselines and forecast stores on one store and protocol.
+
+    nowcast report --config configs/demo.yaml --source simvp=runs/demo \\
+        --source persistence=configs/demo_persistence.yaml --source steps=configs/baselines/steps.yaml \\
+        --members 8 --output runs/demo-report --candidate simvp --require-beat persistence
+
+The data (store, split, grid, ``value_range``) come from the ``data`` section of ``--config``; thresholds
+and protocol from its ``model.init_args`` unless given. Writes into ``--output``: ``report.md`` and
+``table.csv`` (per threshold and lead time), ``scores/<source>.json``, ``{csi,hss,fss,crps}_by_lead.png``,
+``rank_histogram.png`` and ``reliability.png`` (ensembles), and ``panel_<source>.gif``; then prints one
+comparison line (CSI at the lowest threshold, CRPS) of ``--candidate`` against every other source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from nowcast_pl.report.evaluate import evaluate_sources
+from nowcast_pl.report.figures import ensemble_figures, lead_time_figure, panel_gif
+from nowcast_pl.report.sources import EvaluationSettings, load_source
+from nowcast_pl.report.tables import markdown_report, score_key, table_rows, write_csv
+from nowcast_pl.viz import plt
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nowcast report", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, type=Path, help="YAML with the data section (e.g. a run config)")
+    parser.add_argument("--source", action="append", required=True, metavar="NAME=PATH",
+                        help="run folder, .ckpt, baseline .yaml or forecast .zarr (repeat)")
+    parser.add_argument("--store", help="override data.init_args.store")
+    parser.add_argument("--split", default="test", choices=("test", "val", "predict"))
+    parser.add_argument("--members", type=int, default=8, help="members per window of stochastic sources")
+    parser.add_argument("--thresholds", type=float, nargs="+", help="event thresholds in the store's units")
+    parser.add_argument("--protocol", help="metric protocol (default: the config's, else pysteps)")
+    parser.add_argument("--fss-scale", type=int, default=4, help="FSS neighbourhood side (pixels) in the table")
+    parser.add_argument("--max-batches", type=int, help="score only the first batches")
+    parser.add_argument("--panel-window", type=int, default=0, help="window (index in the split) of the GIFs")
+    parser.add_argument("--output", type=Path, default=Path("runs/report"), help="report folder")
+    parser.add_argument("--candidate", help="source compared with all others (default: the first)")
+    parser.add_argument("--require-beat", action="append", default=[], metavar="NAME",
+                        help="exit with status 1 unless the candidate beats NAME on both CSI and CRPS")
+    return parser
+
+
+def _data_module(config: dict[str, Any], store: str | None) -> Any:
+    data = config.get("data") or {}
+    class_path = data.get("class_path", "nowcast_pl.data.RadarDataModule")
+    module, _, name = class_path.rpartition(".")
+    init_args = dict(data.get("init_args") or {}) | ({"store": store} if store else {})
+    return getattr(importlib.import_module(module), name)(**init_args)
+
+
+def run_report(args: argparse.Namespace) -> int:
+    config = yaml.safe_load(args.config.read_text())
+    model_args = (config.get("model") or {}).get("init_args") or {}
+    thresholds = tuple(args.thresholds or model_args.get("thresholds") or ())
+    if not thresholds:
+        raise ValueError("nowcast report: no thresholds; pass --thresholds or set model.init_args.thresholds")
+    settings = EvaluationSettings(protocol=args.protocol or model_args.get("protocol", "pysteps"),
+                                  thresholds=thresholds, members=args.members)
+    datamodule = _data_module(config, args.store)
+    named = [spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec) for spec in args.source]
+    sources = [load_source(name, path, datamodule, settings) for name, path in named]
+    scores, panel = evaluate_sources(sources, datamodule, settings, split=args.split, max_batches=args.max_batches,
+                                     panel_window=args.panel_window, fss_scales=(1, args.fss_scale, 16))
+    members = {source.name: source.members for source in sources}
+    written = write_outputs(args.output, scores, members, panel, datamodule, settings, args.fss_scale)
+    print(f"report         {args.output}")
+    for what, path in written.items():
+        print(f"  {what:<14} {path}")
+    candidate = args.candidate or sources[0].name
+    return print_comparisons(scores, candidate, settings, datamodule.units, args.require_beat)
+
+
+def write_outputs(folder: Path, scores, members, panel, datamodule, settings: EvaluationSettings,
+                  fss_scale: int) -> dict[str, Path]:
+    """Write the tables, score JSONs, figures and GIFs; returns what → path."""
+    (folder / "scores").mkdir(parents=True, exist_ok=True)
+    layout = dict(thresholds=settings.thresholds, unit=datamodule.units, out_frames=datamodule.out_frames,
+                  time_step_minutes=datamodule.time_step_minutes, fss_scale=fss_scale)
+    for name, values in scores.items():
+        (folder / "scores" / f"{name}.json").write_text(json.dumps(values, indent=1, sort_keys=True))
+    written = {"table": folder / "table.csv", "markdown": folder / "report.md", "scores": folder / "scores"}
+    write_csv(table_rows(scores, **layout), written["table"])
+    written["markdown"].write_text(markdown_report(scores, members, **layout))
+    figures = {f"{score}_by_lead": lead_time_figure(scores, score, **layout) for score in ("csi", "hss", "fss", "crps")}
+    figures |= ensemble_figures(scores, thresholds=settings.thresholds, unit=datamodule.units)
+    for name, figure in figures.items():
+        written[name] = folder / f"{name}.png"
+        figure.savefig(written[name], dpi=100)
+        plt.close(figure)
+    init = str(np.datetime64(panel.init_time, "s")).replace("T", " ") + " UTC"
+    for name, forecast in panel.forecasts.items():
+        written[f"gif {name}"] = folder / f"panel_{name}.gif"
+        panel_gif(written[f"gif {name}"], truth=panel.truth, forecast=forecast, title=f"{name}, from {init}",
+                  units=datamodule.units, value_range=datamodule.value_range,
+                  time_step_minutes=datamodule.time_step_minutes)
+    return written
+
+
+def print_comparisons(scores: dict[str, dict[str, float]], candidate: str, settings: EvaluationSettings, unit: str,
+                      require_beat: list[str]) -> int:
+    """One line per other source: CSI at the lowest threshold (higher is better) and CRPS (lower is better).
+
+    Returns:
+        1 if the candidate does not beat every ``require_beat`` source on both scores, else 0.
+    """
+    for name in [candidate, *require_beat]:
+        if name not in scores:
+            raise ValueError(f"nowcast report: no source named {name!r}; sources: {sorted(scores)}")
+    key = score_key("csi", min(settings.thresholds), unit)
+    mine = scores[candidate]
+    status = 0
+    for name, theirs in scores.items():
+        if name == candidate:
+            continue
+        csi_better, crps_better = mine[key] > theirs[key], mine["crps"] < theirs["crps"]
+        verdict = "beats" if csi_better and crps_better else "does NOT beat"
+        print(f"{candidate} {verdict} {name}: {key} {mine[key]:.3f} vs {theirs[key]:.3f} "
+              f"({'better' if csi_better else 'worse'}), CRPS {mine['crps']:.3f} vs {theirs['crps']:.3f} {unit} "
+              f"({'better' if crps_better else 'worse'})")
+        if name in require_beat and not (csi_better and crps_better):
+            status = 1
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``nowcast report`` (also ``python -m nowcast_pl.report``)."""
+    return run_report(build_parser().parse_args(argv))

@@ -1,0 +1,102 @@
+"""Scoring every source on the same windows with one metric protocol.
+
+Every source's ensemble is scored by :func:`nowcast_pl.metrics.build_metrics` with ``members=N`` in the store's
+physical units: categorical scores, FSS and errors pool the members (as STLDM pools its ensemble); CRPS, rank
+histogram and reliability need N > 1. A deterministic forecast's CRPS equals its mean absolute error, so
+one-member sources report ``crps = mae`` (per lead time too) and stay comparable on CRPS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from nowcast_pl.metrics import EvaluationMetrics, build_metrics, flatten_scores, resolve_protocol
+from nowcast_pl.report.sources import EvaluationSettings, ModelSource, StoreSource
+
+Source = ModelSource | StoreSource
+PANEL_MEMBERS = 3
+"""Members shown in a source's GIF panel (next to the ensemble mean)."""
+
+
+@dataclass
+class PanelWindow:
+    """One window kept for the GIF panels, physical units.
+
+    Attributes:
+        inputs: (T_in, H, W) observed frames.
+        truth: (T_out, H, W) observed future frames.
+        forecasts: source name → (N, T_out, H, W) members (at most :data:`PANEL_MEMBERS`) and their mean as
+            the last entry, i.e. (min(N, PANEL_MEMBERS) + 1, T_out, H, W).
+        init_time: UTC epoch seconds of the last observed frame.
+    """
+
+    inputs: np.ndarray
+    truth: np.ndarray
+    init_time: int
+    forecasts: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def metrics_for(settings: EvaluationSettings, members: int, datamodule: Any, fss_scales: tuple[int, ...]
+                ) -> EvaluationMetrics:
+    """The protocol's metrics for ``members`` forecasts per window, with a deterministic FSS at ``fss_scales``."""
+    protocol = resolve_protocol(settings.protocol)
+    if not protocol.fss_scales:
+        protocol = dataclasses.replace(protocol, fss_scales=tuple(fss_scales))
+    lo, hi = datamodule.value_range
+    return build_metrics(protocol, thresholds=list(settings.thresholds), lead_times=datamodule.out_frames,
+                         unit=datamodule.units, data_range=hi - lo, members=members)
+
+
+def evaluate_sources(sources: list[Source], datamodule: Any, settings: EvaluationSettings, *, split: str = "test",
+                     max_batches: int | None = None, panel_window: int = 0,
+                     fss_scales: tuple[int, ...] = (1, 4, 16)) -> tuple[dict[str, dict[str, float]], PanelWindow]:
+    """Scores of every source on the windows of ``split``, and the panel window's forecasts.
+
+    Args:
+        sources: from :func:`nowcast_pl.report.sources.load_source`.
+        datamodule: the report's :class:`nowcast_pl.data.RadarDataModule` (set up here).
+        settings: protocol, thresholds and members.
+        split: data split to score.
+        max_batches: score only the first batches (None: all).
+        panel_window: index (in the split) of the window kept for the GIF panels.
+        fss_scales: neighbourhood sides (pixels) of the FSS when the protocol has none.
+
+    Returns:
+        ``{source: flat scores}`` (keys as in ``docs/metrics.md``) and the panel window.
+    """
+    datamodule.setup({"test": "test", "val": "validate", "predict": "predict"}[split])
+    loader = getattr(datamodule, f"{split}_dataloader")()
+    metrics = {s.name: metrics_for(settings, s.members, datamodule, fss_scales) for s in sources}
+    panel = None
+    for index, batch in enumerate(loader):
+        if max_batches is not None and index >= max_batches:
+            break
+        truth = datamodule.to_physical(batch["targets"].float())
+        mask = batch["target_mask"]
+        rows = (batch["window"] == panel_window).nonzero().flatten().tolist()
+        if rows:
+            row = rows[0]
+            panel = PanelWindow(inputs=datamodule.to_physical(batch["inputs"][row, :, 0].numpy()),
+                                truth=truth[row, :, 0].numpy(), init_time=int(batch["init_time"][row]))
+        for source in sources:
+            forecast = source.forecast(batch)
+            metrics[source.name].update(forecast, truth, mask)
+            if rows:
+                shown = forecast[row, :PANEL_MEMBERS, :, 0]
+                panel.forecasts[source.name] = torch.cat([shown, forecast[row, :, :, 0].mean(0, keepdim=True)]).numpy()
+    if panel is None:
+        raise ValueError(f"the report's panel_window {panel_window} is not among the scored windows of '{split}'")
+    return {name: _scores(collection) for name, collection in metrics.items()}, panel
+
+
+def _scores(collection: EvaluationMetrics) -> dict[str, float]:
+    scores = {key: float(value) for key, value in flatten_scores(collection.compute()).items()}
+    if "crps" not in scores:
+        scores |= {key.replace("mae", "crps", 1): value for key, value in scores.items()
+                   if key == "mae" or key.startswith("mae/lead_")}
+    return scores

@@ -1,0 +1,149 @@
+"""What ``nowcast report`` compares: trained runs, checkpoints, baseline configs and forecast stores.
+
+A source turns a batch of the report's data module into an ensemble in physical units,
+``(B, N, T_out, 1, H, W)`` float32. Every source sees the same windows (same store, split, grid and
+``value_range``), so their scores are comparable:
+
+* a run folder (``runs/demo``: its ``config.yaml`` and ``checkpoints/last.ckpt``) or a checkpoint file
+  (the run's ``config.yaml`` is found next to its ``checkpoints/`` folder);
+* a config YAML of a model with nothing to train (``configs/baselines/*.yaml``, persistence);
+* a forecast store written by ``nowcast predict`` (``forecast.zarr``), matched to the windows by init time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+import yaml
+
+from nowcast_pl.tasks.base import RUNTIME_SETTINGS, NowcastTask
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """The protocol every source is scored with.
+
+    Attributes:
+        protocol: metric protocol name (:mod:`nowcast_pl.metrics.protocols`).
+        thresholds: event thresholds in the store's units.
+        members: ensemble members per window for stochastic sources (deterministic ones give one).
+    """
+
+    protocol: str
+    thresholds: tuple[float, ...]
+    members: int
+
+
+class ModelSource:
+    """A task (trained or not) sampled through :meth:`NowcastTask.sample`, seeded per window and member."""
+
+    def __init__(self, name: str, task: NowcastTask, datamodule: Any, members: int) -> None:
+        self.name, self.task, self.datamodule = name, task, datamodule
+        self.members = task.effective_members(members)
+
+    @torch.no_grad()
+    def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        members = self.task.sample(batch["inputs"], self.members, windows=batch["window"])
+        return self.datamodule.to_physical(members.float())
+
+
+class StoreSource:
+    """Forecasts read from a ``nowcast predict`` store, selected by the windows' init times."""
+
+    def __init__(self, name: str, path: Path, datamodule: Any, members: int) -> None:
+        self.name, self.path = name, path
+        forecast = xr.open_zarr(path)["forecast"]
+        expected = (datamodule.out_frames, *(datamodule.frame_size or datamodule.store.frame_shape))
+        found = (forecast.sizes["lead_time"], forecast.sizes["y"], forecast.sizes["x"])
+        if found != tuple(expected) or forecast.attrs.get("units") != datamodule.units:
+            raise ValueError(f"forecast store {path} has (lead_time, y, x) = {found} in "
+                             f"{forecast.attrs.get('units')!r}; the report's data give {tuple(expected)} in "
+                             f"{datamodule.units!r}: write it with the same data configuration")
+        self.members = min(members, forecast.sizes["member"])
+        self._forecast = forecast.isel(member=slice(0, self.members))
+        times = forecast["init_time"].values.astype("datetime64[s]").astype(np.int64)
+        self._row = {int(t): i for i, t in enumerate(times)}
+
+    def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        rows = []
+        for init in batch["init_time"].tolist():
+            if init not in self._row:
+                raise ValueError(f"forecast store {self.path} has no forecast from {np.datetime64(init, 's')}; "
+                                 "predict the report's split (data.splits.predict = the report's split)")
+            rows.append(self._row[init])
+        values = self._forecast.isel(init_time=rows).values
+        if np.isnan(values).all(axis=(1, 2, 3, 4)).any():
+            raise ValueError(f"forecast store {self.path} has windows that were never written (all NaN)")
+        return torch.from_numpy(values.astype(np.float32))[:, :, :, None]
+
+
+def load_source(name: str, path: str | Path, datamodule: Any,
+                settings: EvaluationSettings) -> ModelSource | StoreSource:
+    """The source at ``path`` (see the module docstring for what a path may be).
+
+    Raises:
+        FileNotFoundError: if the path, or a run's config or checkpoint, does not exist.
+        ValueError: if it is another kind of file, a trainable model without checkpoint, or a model trained
+            on other frames or another value range than the report's data.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"report source {name}: {path} does not exist")
+    if path.suffix == ".zarr":
+        return StoreSource(name, path, datamodule, settings.members)
+    config, checkpoint = _config_and_checkpoint(name, path)
+    task = _build_task(name, config, checkpoint, datamodule, settings)
+    return ModelSource(name, task, datamodule, settings.members)
+
+
+def _config_and_checkpoint(name: str, path: Path) -> tuple[Path, Path | None]:
+    if path.is_dir():
+        config, checkpoint = path / "config.yaml", path / "checkpoints" / "last.ckpt"
+    elif path.suffix == ".ckpt":
+        config = next((p for p in (path.parent.parent / "config.yaml", path.parent / "config.yaml") if p.exists()),
+                      path.parent.parent / "config.yaml")
+        checkpoint = path
+    elif path.suffix in (".yaml", ".yml"):
+        return path, None
+    else:
+        raise ValueError(f"report source {name}: {path} is not a run folder, .ckpt, .yaml config or .zarr store")
+    for needed in (config, checkpoint):
+        if not needed.exists():
+            raise FileNotFoundError(f"report source {name}: {needed} does not exist (train the run first)")
+    return config, checkpoint
+
+
+def _build_task(name: str, config: Path, checkpoint: Path | None, datamodule: Any,
+                settings: EvaluationSettings) -> NowcastTask:
+    model = yaml.safe_load(config.read_text()).get("model") or {}
+    if "class_path" not in model:
+        raise ValueError(f"report source {name}: {config} has no model.class_path")
+    module, _, cls_name = model["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), cls_name)
+    init_args = dict(model.get("init_args") or {})
+    scoring = {"thresholds": list(settings.thresholds), "protocol": settings.protocol, "evaluation_scale": None,
+               "threshold_unit": None, "panel_every_n_val_steps": 0, "lpips_required": False}
+    runtime = {k: v for k, v in init_args.items() if k in RUNTIME_SETTINGS} | {"panel_every_n_val_steps": 0}
+    if checkpoint is not None:
+        task = cls.load_from_checkpoint(checkpoint, map_location="cpu", **(runtime | scoring))
+    elif cls.trainable:
+        raise ValueError(f"report source {name}: {cls_name} must be trained; give its run folder or checkpoint")
+    else:
+        linked = {"in_frames": datamodule.in_frames, "out_frames": datamodule.out_frames,
+                  "value_range": datamodule.value_range, "units": datamodule.units,
+                  "time_step_minutes": datamodule.time_step_minutes}
+        task = cls(**(init_args | linked | scoring))
+    found = (task.in_frames, task.out_frames, tuple(task.value_range))
+    wanted = (datamodule.in_frames, datamodule.out_frames, tuple(datamodule.value_range))
+    if found != wanted:
+        raise ValueError(f"report source {name}: the model has (in_frames, out_frames, value_range) = {found}, the "
+                         f"report's data {wanted}")
+    task.eval()
+    task.on_test_start()  # EMA weights, as `nowcast test` uses
+    return task

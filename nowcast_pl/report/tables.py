@@ -1,0 +1,90 @@
+"""The report's tables: one CSV row per (source, threshold, lead time), and a Markdown summary.
+
+Scores come from :func:`nowcast_pl.report.evaluate.evaluate_sources` (keys as in ``docs/metrics.md``).
+CRPS and MAE do not depend on a threshold; the CSV repeats them on every threshold's rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from nowcast_pl.metrics import threshold_label
+
+CATEGORICAL = ("csi", "hss")
+
+
+def score_key(score: str, threshold: float, unit: str, *, lead: int | None = None, fss_scale: int = 4) -> str:
+    """Metric key of a thresholded score, e.g. ``csi@20dBZ/lead_03`` or ``fss@20dBZ/s4``."""
+    key = f"{score}@{threshold_label(threshold)}{unit}" + (f"/s{fss_scale}" if score == "fss" else "")
+    return key if lead is None else f"{key}/lead_{lead:02d}"
+
+
+def lead_key(score: str, lead: int | None) -> str:
+    """Key of a threshold-free score (``crps``, ``mae``), overall or at a lead index."""
+    return score if lead is None else f"{score}/lead_{lead:02d}"
+
+
+def table_rows(scores: dict[str, dict[str, float]], *, thresholds: Sequence[float], unit: str, out_frames: int,
+               time_step_minutes: float, fss_scale: int) -> list[dict[str, object]]:
+    """Rows ``source, threshold, lead_time_min ("all" for the aggregate), csi, hss, fss_s<k>, crps, mae``."""
+    rows = []
+    for source, values in scores.items():
+        for threshold in thresholds:
+            for lead in [None, *range(1, out_frames + 1)]:
+                row: dict[str, object] = {
+                    "source": source, "threshold": f"{threshold:g} {unit}".strip(),
+                    "lead_time_min": "all" if lead is None else round(lead * time_step_minutes)}
+                for score in CATEGORICAL:
+                    row[score] = values.get(score_key(score, threshold, unit, lead=lead), math.nan)
+                row[f"fss_s{fss_scale}"] = values.get(score_key("fss", threshold, unit, lead=lead,
+                                                                fss_scale=fss_scale), math.nan)
+                for score in ("crps", "mae"):
+                    row[score] = values.get(lead_key(score, lead), math.nan)
+                rows.append(row)
+    return rows
+
+
+def write_csv(rows: list[dict[str, object]], path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def markdown_report(scores: dict[str, dict[str, float]], members: dict[str, int], *, thresholds: Sequence[float],
+                    unit: str, out_frames: int, time_step_minutes: float, fss_scale: int) -> str:
+    """Markdown: a summary over all lead times, then CSI, HSS and FSS per threshold and CRPS per lead time."""
+    labels = [f"{t:g}{unit}" for t in thresholds]
+    head = ["source", "members", *[f"CSI {x}" for x in labels], *[f"HSS {x}" for x in labels],
+            *[f"FSS {x} s{fss_scale}" for x in labels], "CRPS", "MAE"]
+    body = []
+    for source, values in scores.items():
+        cells = [source, str(members[source])]
+        for score in ("csi", "hss", "fss"):
+            cells += [_fmt(values.get(score_key(score, t, unit, fss_scale=fss_scale))) for t in thresholds]
+        cells += [_fmt(values.get("crps")), _fmt(values.get("mae"))]
+        body.append(cells)
+    parts = ["## All lead times", _table(head, body)]
+    leads = [f"+{round(t * time_step_minutes)} min" for t in range(1, out_frames + 1)]
+    for score, name in (("csi", "CSI"), ("hss", "HSS"), ("fss", f"FSS (scale {fss_scale} px)")):
+        for threshold, label in zip(thresholds, labels, strict=True):
+            body = [[source] + [_fmt(values.get(score_key(score, threshold, unit, lead=t, fss_scale=fss_scale)))
+                                for t in range(1, out_frames + 1)] for source, values in scores.items()]
+            parts += [f"## {name} at {label} by lead time", _table(["source", *leads], body)]
+    body = [[source] + [_fmt(values.get(lead_key("crps", t))) for t in range(1, out_frames + 1)]
+            for source, values in scores.items()]
+    parts += [f"## CRPS ({unit}) by lead time", _table(["source", *leads], body)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def _table(head: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
