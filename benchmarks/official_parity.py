@@ -212,18 +212,9 @@ def main() -> None:
     print(json.dumps(result, indent=1))
 
 
-def stldm_argv(argv: list[str]) -> list[str] | None:
-    """The arguments for benchmarks/parity_stldm.py for ``--model stldm`` (or an STLDM config), else None."""
-    pairs = list(zip(argv, argv[1:], strict=False))
-    config = next((Path(b) for a, b in pairs if a == "--config"), None)
-    if "--model=stldm" in argv or ("--model", "stldm") in pairs or (
-            config is not None and config.is_file() and "STLDMTask" in config.read_text()):
-        drop = {i for i, (a, b) in enumerate(pairs) if (a, b) == ("--model", "stldm")}
-        return [a for i, a in enumerate(argv) if a != "--model=stldm" and i not in drop and i - 1 not in drop]
-    return None
-
-
 if __name__ == "__main__":
+    from stldm_dispatch import stldm_argv  # noqa: PLC0415  (benchmarks/ is on sys.path when run as a script)
+
     if (stldm_args := stldm_argv(sys.argv[1:])) is not None:
         from parity_stldm import main as stldm_main  # noqa: PLC0415  (benchmarks/ is on sys.path when run as a script)
 
