@@ -21,6 +21,8 @@ from pathlib import Path
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "scancel")
 
+DISTRIBUTED_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "NODE_RANK")
+
 
 def missing_requirements() -> str | None:
     """Why a local cluster cannot start here, or None when it can."""
@@ -84,7 +86,10 @@ class LocalSlurmCluster:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = dict(os.environ, SLURM_CONF=str(root / "slurm.conf"))
+        # Without the rendezvous variables that in-process ddp_spawn tests leave in os.environ: a leaked
+        # MASTER_PORT would give every job the same port (Lightning's SLURM environment prefers it).
+        inherited = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_VARIABLES}
+        self.env = dict(inherited, SLURM_CONF=str(root / "slurm.conf"))
         self.processes: list[subprocess.Popen] = []
 
     def run(self, *command: str, check: bool = True) -> str:
