@@ -37,7 +37,40 @@ def mean_pairwise_distance(members: Tensor) -> Tensor:
     return 2 * (weights * ordered).sum(dim=1) / count**2
 
 
-class EnsembleCRPS(Metric):
+class _PerLeadEnsembleSums(Metric):
+    """Base of the ensemble metrics that keep float64 sums per lead time (``sum_states``) and a pixel count.
+
+    Subclasses set ``sum_states`` and, in ``update``, add to them the per-pixel terms of the ensemble that
+    :meth:`_ensemble` returns, then call :meth:`_count`.
+    """
+
+    is_differentiable = False
+    full_state_update = False
+    takes_members = True
+    sum_states: tuple[str, ...] = ()
+
+    def __init__(self, *, members: int, lead_times: int, require_mask: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.members = ensemble_size(members)
+        self.lead_times = positive_int(lead_times, "lead_times")
+        self.require_mask = require_mask
+        for state in self.sum_states:
+            self.add_state(state, torch.zeros(lead_times, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("pixel_count", torch.zeros(lead_times, dtype=torch.int64), dist_reduce_fx="sum")
+
+    def _ensemble(self, members: Tensor, target: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Checked (members, target, valid) as :func:`as_ensemble` returns them."""
+        members, target, valid = as_ensemble(
+            members, target, mask, lead_times=self.lead_times, require_mask=self.require_mask
+        )
+        check_members(members, self.members, type(self).__name__)
+        return members, target, valid
+
+    def _count(self, valid: Tensor) -> None:
+        self.pixel_count += valid.sum(dim=(0, 2, 3))
+
+
+class EnsembleCRPS(_PerLeadEnsembleSums):
     """Continuous ranked probability score of the ensemble's empirical CDF, standard and fair forms.
 
     Per pixel, with members x_1..x_N and observation y (Gneiting & Raftery 2007, eq. 21; Ferro 2014, eq. 3):
@@ -54,31 +87,17 @@ class EnsembleCRPS(Metric):
         kwargs: forwarded to :class:`torchmetrics.Metric`.
     """
 
-    is_differentiable = False
     higher_is_better = False
-    full_state_update = False
-    takes_members = True
-
-    def __init__(self, *, members: int, lead_times: int, require_mask: bool = False, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.members = ensemble_size(members)
-        self.lead_times = positive_int(lead_times, "lead_times")
-        self.require_mask = require_mask
-        for state in ("absolute_error_sum", "pairwise_distance_sum"):
-            self.add_state(state, torch.zeros(lead_times, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("pixel_count", torch.zeros(lead_times, dtype=torch.int64), dist_reduce_fx="sum")
+    sum_states = ("absolute_error_sum", "pairwise_distance_sum")
 
     def update(self, members: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """Accumulate per-pixel terms; shapes and units as in :func:`as_ensemble`."""
-        members, target, valid = as_ensemble(
-            members, target, mask, lead_times=self.lead_times, require_mask=self.require_mask
-        )
-        check_members(members, self.members, type(self).__name__)
+        members, target, valid = self._ensemble(members, target, mask)
         absolute_error = (members - target[:, None]).abs().mean(dim=1)
         pairwise = mean_pairwise_distance(members)
         self.absolute_error_sum += absolute_error.sum(dim=(0, 2, 3), dtype=torch.float64)
         self.pairwise_distance_sum += pairwise.sum(dim=(0, 2, 3), dtype=torch.float64)
-        self.pixel_count += valid.sum(dim=(0, 2, 3))
+        self._count(valid)
 
     def compute(self) -> dict[str, Tensor]:
         """Return ``crps``, ``crps/lead_01`` ..., ``crps_fair``, ``crps_fair/lead_01`` ... (NaN: no pixel)."""
@@ -167,7 +186,7 @@ def rank_frequencies(rank_tie_counts: Tensor) -> Tensor:
     return torch.einsum("be,ber->r", rank_tie_counts.to(torch.float64), share)
 
 
-class SpreadSkillRatio(Metric):
+class SpreadSkillRatio(_PerLeadEnsembleSums):
     """Ensemble spread against the error of the ensemble mean (Fortin et al. 2014, eq. 5).
 
     Per lead time t, over valid pixels of the test set: ``spread`` = sqrt(mean of the unbiased member
@@ -182,29 +201,15 @@ class SpreadSkillRatio(Metric):
         kwargs: forwarded to :class:`torchmetrics.Metric`.
     """
 
-    is_differentiable = False
     higher_is_better = None
-    full_state_update = False
-    takes_members = True
-
-    def __init__(self, *, members: int, lead_times: int, require_mask: bool = False, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.members = ensemble_size(members)
-        self.lead_times = positive_int(lead_times, "lead_times")
-        self.require_mask = require_mask
-        for state in ("variance_sum", "squared_error_sum"):
-            self.add_state(state, torch.zeros(lead_times, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("pixel_count", torch.zeros(lead_times, dtype=torch.int64), dist_reduce_fx="sum")
+    sum_states = ("variance_sum", "squared_error_sum")
 
     def update(self, members: Tensor, target: Tensor, mask: Tensor | None = None) -> None:
         """Accumulate member variance and ensemble-mean error; shapes and units as in :func:`as_ensemble`."""
-        members, target, valid = as_ensemble(
-            members, target, mask, lead_times=self.lead_times, require_mask=self.require_mask
-        )
-        check_members(members, self.members, type(self).__name__)
+        members, target, valid = self._ensemble(members, target, mask)
         self.variance_sum += members.var(dim=1).sum(dim=(0, 2, 3), dtype=torch.float64)
         self.squared_error_sum += (members.mean(dim=1) - target).square().sum(dim=(0, 2, 3), dtype=torch.float64)
-        self.pixel_count += valid.sum(dim=(0, 2, 3))
+        self._count(valid)
 
     def compute(self) -> dict[str, Tensor]:
         """Return ``spread_skill``, ``spread``, ``rmse_ens_mean``, each also per lead time (NaN: no pixel)."""
