@@ -215,6 +215,15 @@ class NowcastTask(pl.LightningModule):
 
     # ----- set-up, optimisation and EMA ----------------------------------------------------------------------
 
+    def setup(self, stage: str) -> None:
+        # Metric states are plain tensors, not buffers. On CPU, ddp_spawn hands the module to its processes
+        # through shared memory and Lightning un-shares only parameters and buffers, so every rank would add
+        # into one state and the synced sums would count each window twice. Resetting gives each process
+        # its own states.
+        for metric in self.modules():
+            if isinstance(metric, Metric):
+                metric.reset()
+
     def configure_model(self) -> None:
         for name in self.hparams.frozen_modules or []:
             self._submodule(name).requires_grad_(False)
