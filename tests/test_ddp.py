@@ -28,18 +28,6 @@ from tests.scaleout_cases import (
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CASES = case_params(SIMVP, TOY_DIFFUSION)
-# Failures found by these tests in models owned elsewhere (reported); xfail keeps them visible without
-# blocking the suite, and they pass unnoticed once fixed (strict=False).
-KNOWN_FAILURES = {
-    ("bf16", "raindiff"): "RainDiff under bf16-mixed has non-finite weights after 2 steps",
-    ("bf16", "diffcast"): "DiffCast (the RainDiff network) under bf16-mixed: non-finite weights in some runs",
-}
-
-
-def _known_failure(request, kind: str, case) -> None:
-    reason = KNOWN_FAILURES.get((kind, case.name))
-    if reason:
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=False))
 
 
 class ReplicaDump(Callback):
@@ -84,8 +72,7 @@ def _callbacks_yaml(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_ddp_replicas_stay_identical_and_scores_match_one_process(case, tmp_path, request):
-    _known_failure(request, "scores", case)
+def test_ddp_replicas_stay_identical_and_scores_match_one_process(case, tmp_path):
     args = [*case.args(tmp_path), "--trainer.max_steps", "4"]
     build_cli(["fit", *args, "--run_name", "ddp", "--trainer.devices", "2", "--trainer.strategy", "ddp_spawn",
                "--config", str(_callbacks_yaml(tmp_path))])
@@ -112,8 +99,7 @@ def test_ddp_replicas_stay_identical_and_scores_match_one_process(case, tmp_path
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bf16_mixed_trains_on_cpu(case, tmp_path, request):
-    _known_failure(request, "bf16", case)
+def test_bf16_mixed_trains_on_cpu(case, tmp_path):
     build_cli(["fit", *case.args(tmp_path), "--run_name", "bf16", "--trainer.precision", "bf16-mixed",
                "--trainer.max_steps", "2"])
     checkpoint = load_checkpoint(final_checkpoint(tmp_path / "runs/bf16"))

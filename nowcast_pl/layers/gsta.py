@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from nowcast_pl.layers.dilated_conv import DilatedDepthwiseConv2d
+
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth (Huang et al., ECCV 2016): zero whole samples of a residual branch.
@@ -51,7 +53,7 @@ class LargeKernelAttention(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.local = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
-        self.dilated = nn.Conv2d(dim, dim, 7, padding=9, dilation=3, groups=dim)
+        self.dilated = DilatedDepthwiseConv2d(dim, 7, dilation=3, padding=9)
         self.to_gate = nn.Conv2d(dim, 2 * dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

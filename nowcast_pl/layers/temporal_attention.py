@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nowcast_pl.layers.dilated_conv import DilatedDepthwiseConv2d
+
 
 class ChannelRMSNorm(nn.Module):
     """``x / ||x||_2 * sqrt(C) * g`` over the channel axis with a learned per-channel gain ``g`` (init 1).
@@ -39,7 +41,7 @@ class TemporalAttentionModule(nn.Module):
     def __init__(self, dim: int, *, reduction: int = 16) -> None:
         super().__init__()
         self.local = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
-        self.dilated = nn.Conv2d(dim, dim, 7, padding=9, dilation=3, groups=dim)
+        self.dilated = DilatedDepthwiseConv2d(dim, 7, dilation=3, padding=9)
         self.mix = nn.Conv2d(dim, dim, 1)
         squeezed = dim // max(dim // reduction, 4)
         self.excite = nn.Sequential(nn.Linear(dim, squeezed, bias=False), nn.ReLU(),
