@@ -39,10 +39,14 @@ class GainLayerNorm(nn.Module):
         self.channel_dim, self.reduce_dim, self.eps = channel_dim, reduce_dim, eps
 
     def forward(self, x: Tensor) -> Tensor:
-        var, mean = torch.var_mean(x, dim=self.reduce_dim, unbiased=False, keepdim=True)
+        # Two passes (mean, then mean of squared deviations): on CPU, torch.var_mean over a non-innermost
+        # axis is 5-15x slower for these shapes.
+        mean = x.mean(dim=self.reduce_dim, keepdim=True)
+        centred = x - mean
+        var = centred.square().mean(dim=self.reduce_dim, keepdim=True)
         shape = [1] * x.ndim
         shape[self.channel_dim] = -1
-        return (x - mean) * torch.rsqrt(var + self.eps) * self.gain.view(shape)
+        return centred * torch.rsqrt(var + self.eps) * self.gain.view(shape)
 
 
 class PreNormResidual(nn.Module):
