@@ -6,9 +6,11 @@ Translator pass and the decode), ``sample_steps``, ``fastest_sampler`` (the chea
 decoded sample stays within 2% relative mean absolute difference of the 20-step DDIM's at the same noise) and,
 with ``--official-repo``, the same keys under ``official`` for the released code measured the same way
 (``model_setup(config, cfg_str=1.0)`` for sampling, as ``ens_gen.py --c_str 1.0``). Every measurement runs
-in a fresh process, one after another, so peak RSS is its own.
+in a fresh process, one after another, so peak RSS is its own. With ``--alternate ROUNDS``, one more process
+calls ours and the official code in turn (``alternating``): on a machine whose speed drifts between the
+isolated runs, these ratios are the ones to trust for time.
 
-    python benchmarks/cost_stldm.py --config configs/stldm_hko7.yaml [--official-repo PATH] [--what all]
+    python benchmarks/cost_stldm.py --config configs/stldm_hko7.yaml [--official-repo PATH --alternate 3] [--what all]
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def time_sample(sample, repeats: int) -> dict:
             "sample_cpu_s": round(statistics.median(cpu), 3)}
 
 
-def measure_ours_train(config: Path, steps: int) -> dict:
+def ours_train_step(config: Path):
+    """(task, one training step of ours: loss, backward, clip 1.0, AdamW)."""
     task, t_in, t_out, size = build_ours(config)
     x, y = batch_of(t_in, t_out, size)
     optimizer = torch.optim.AdamW(task.param_groups(), lr=1e-4, weight_decay=0.01)
@@ -90,19 +93,30 @@ def measure_ours_train(config: Path, steps: int) -> dict:
         torch.nn.utils.clip_grad_norm_(task.parameters(), 1.0)
         optimizer.step()
 
+    return task, step
+
+
+def measure_ours_train(config: Path, steps: int) -> dict:
+    task, step = ours_train_step(config)
     return {"params": sum(p.numel() for p in task.parameters())} | time_train(step, steps)
 
 
-@torch.no_grad()
-def measure_ours_sample(config: Path, repeats: int, search: bool) -> dict:
+def ours_sampler(config: Path):
+    """(task, inputs, fixed latent noise, one guided 20-step DDIM sample of ours)."""
     task, t_in, t_out, size = build_ours(config)
     task.eval()
     x, _ = batch_of(t_in, t_out, size)
     latent = (1, t_out, task.net.vae.latent_channels, size // 4, size // 4)
     x_T = torch.randn(*latent, generator=torch.Generator().manual_seed(1))
     task.sampler, task.sampling_steps, task.guidance_scale = "ddim", 20, 1.0
+    return task, x, x_T, torch.no_grad()(lambda: task.sample_latents(x, None, x_T=x_T))
+
+
+@torch.no_grad()
+def measure_ours_sample(config: Path, repeats: int, search: bool) -> dict:
+    task, x, x_T, sample = ours_sampler(config)
     result = {"params": sum(p.numel() for p in task.parameters())}
-    result |= time_sample(lambda: task.sample_latents(x, None, x_T=x_T), repeats)
+    result |= time_sample(sample, repeats)
     result |= {"sample_steps": 20, "sample_guidance": 1.0, "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
     if search:
         reference, _ = task.sample_latents(x, None, x_T=x_T)
@@ -144,7 +158,8 @@ def official_model(repo: Path, config: Path, cfg_str: float | None):
     return model_module.model_setup(getattr(config_module, name), cfg_str=cfg_str), data
 
 
-def measure_official_train(repo: Path, config: Path, steps: int) -> dict:
+def official_train_step(repo: Path, config: Path):
+    """(model, one training step of the released code, as ours is timed)."""
     model, data = official_model(repo, config, None)
     x, y = batch_of(data["in_frames"], data["out_frames"], int(data.get("frame_size") or 128))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -156,17 +171,56 @@ def measure_official_train(repo: Path, config: Path, steps: int) -> dict:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
+    return model, step
+
+
+def measure_official_train(repo: Path, config: Path, steps: int) -> dict:
+    model, step = official_train_step(repo, config)
     return {"params": sum(p.numel() for p in model.parameters())} | time_train(step, steps)
+
+
+def official_sampler(repo: Path, config: Path):
+    """(model, one guided sample of the released code: ``model_setup(..., cfg_str=1.0)``, as ens_gen.py)."""
+    model, data = official_model(repo, config, 1.0)
+    model.eval()
+    x, _ = batch_of(data["in_frames"], data["out_frames"], int(data.get("frame_size") or 128))
+    return model, torch.no_grad()(lambda: model(x))
 
 
 @torch.no_grad()
 def measure_official_sample(repo: Path, config: Path, repeats: int) -> dict:
-    model, data = official_model(repo, config, 1.0)
-    model.eval()
-    x, _ = batch_of(data["in_frames"], data["out_frames"], int(data.get("frame_size") or 128))
-    result = {"params": sum(p.numel() for p in model.parameters())} | time_sample(lambda: model(x), repeats)
+    model, sample = official_sampler(repo, config)
+    result = {"params": sum(p.numel() for p in model.parameters())} | time_sample(sample, repeats)
     return result | {"sample_steps": model.sampling_timesteps, "sample_guidance": 1.0,
                      "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
+
+
+def measure_alternating(args: argparse.Namespace) -> dict:
+    """Ours and the released code called in turn, ``--alternate`` rounds after one warm-up call each, in one
+    process: time ratios that hold when the machine's speed drifts between isolated runs. The fastest call of
+    each side is compared (peak RSS is not per side here; the isolated runs give it)."""
+    whats = ("train", "sample") if args.what == "all" else (args.what,)
+    result = {"rounds": args.alternate}
+    for what in whats:
+        if what == "train":
+            calls = {"ours": ours_train_step(args.config)[1],
+                     "official": official_train_step(args.official_repo, args.config)[1]}
+        else:
+            calls = {"ours": ours_sampler(args.config)[3],
+                     "official": official_sampler(args.official_repo, args.config)[1]}
+        times: dict[str, list[float]] = {name: [] for name in calls}
+        for round_ in range(args.alternate + 1):
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                if round_:
+                    times[name].append(round(time.perf_counter() - start, 3))
+        key = "train_step" if what == "train" else "sample"
+        result[f"{key}_s"] = {name: values for name, values in times.items()}
+        result[f"{key}_min_s_ratio"] = round(min(times["ours"]) / min(times["official"]), 3)
+        result[f"{key}_median_s_ratio"] = round(statistics.median(times["ours"])
+                                                / statistics.median(times["official"]), 3)
+    return result
 
 
 def run_isolated(args: argparse.Namespace, who: str, what: str) -> dict:
@@ -177,12 +231,16 @@ def run_isolated(args: argparse.Namespace, who: str, what: str) -> dict:
         command += ["--official-repo", str(args.official_repo)]
     if args.no_search:
         command.append("--no-search")
+    if who == "both":
+        command += ["--alternate", str(args.alternate), "--what", args.what]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def measure(args: argparse.Namespace) -> dict:
     who, what = args.measure.split(":")
+    if who == "both":
+        return measure_alternating(args)
     if who == "ours":
         return (measure_ours_train(args.config, args.steps) if what == "train"
                 else measure_ours_sample(args.config, args.repeats, not args.no_search))
@@ -200,6 +258,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=2, help="timed samples after one warm-up sample")
     parser.add_argument("--no-search", action="store_true", help="skip the fastest-sampler search")
     parser.add_argument("--output", type=Path, help="also write the JSON here")
+    parser.add_argument("--alternate", type=int, default=0, metavar="ROUNDS",
+                        help="with --official-repo: also time ours and the official code in turn, ROUNDS rounds, "
+                             "in one process")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
@@ -223,6 +284,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "sample_min_s", "sample_cpu_s"):
             if key in result and key in result["official"]:
                 result[f"{key}_ratio"] = round(result[key] / result["official"][key], 3)
+    if args.alternate and args.official_repo:
+        result["alternating"] = run_isolated(args, "both", "alternate")
     result["machine"] = machine()
     text = json.dumps(result, indent=1)
     print(text)
