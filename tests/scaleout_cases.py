@@ -25,8 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_SPLITS = ('{"train": {"until": "2020-01-04", "stride": 1}, '
                '"val": {"after": "2020-01-04", "until": "2020-01-05", "stride": 1}, '
                '"test": {"after": "2020-01-05", "stride": 1}, "predict": {"after": "2020-01-05", "stride": 1}}')
-# 3 training events of (window + 4) frames: 5 windows each, 15 in all, 7 steps of batch 2 per epoch.
-STEPS_PER_EPOCH = 7
+# 3 training events of (window + 4) frames: 5 windows each, 15 in all.
 
 
 @dataclass(frozen=True)
@@ -58,7 +57,8 @@ class Case:
             common = ["--config", str(config)]
         else:
             common = ["--config", str(self.shipped), "--data.init_args.store", str(store),
-                      "--data.init_args.splits", TINY_SPLITS, "--trainer.val_check_interval", "1.0"]
+                      "--data.init_args.splits", TINY_SPLITS, "--trainer.val_check_interval", "1.0",
+                      "--model.init_args.sampling_steps", "2"]  # the shipped tiny models are all diffusion
         return [*common, "--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2",
                 "--data.init_args.num_workers", "0", "--runs_root", str(folder / "runs"),
                 "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_steps", "-1",
@@ -74,10 +74,10 @@ SIMVP = Case("simvp", "nowcast_pl.tasks.SimVPTask", dict(TINY_SIMVP))
 SHIPPED_TINY = ("raindiff", "diffcast", "stldm")
 
 
-def case_params(*inline: Case) -> list:
-    """``inline`` cases plus the shipped tiny configs (skipped with the reason while not on main)."""
+def case_params(*inline: Case, shipped: bool = True) -> list:
+    """``inline`` cases plus (``shipped``) the shipped tiny configs (skipped with the reason while not on main)."""
     params = [pytest.param(case, id=case.name) for case in inline]
-    for name in SHIPPED_TINY:
+    for name in SHIPPED_TINY if shipped else ():
         case = Case(name)
         marks = () if case.shipped.exists() else pytest.mark.skip(reason=f"configs/tiny/{name}.yaml not on main yet")
         params.append(pytest.param(case, id=name, marks=marks))

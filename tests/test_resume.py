@@ -11,7 +11,6 @@ from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from nowcast_pl.resume import newest_checkpoint
 from tests.scaleout_cases import (
     SIMVP,
-    STEPS_PER_EPOCH,
     TOY_DIFFUSION,
     assert_same_training_state,
     case_params,
@@ -23,14 +22,17 @@ from tests.scaleout_cases import (
     signal_config,
 )
 
-PREEMPT_AT = STEPS_PER_EPOCH + 3  # in the middle of the second epoch, after a validation
+BATCH = 4
+STEPS_PER_EPOCH = 3  # 15 training windows, batches of 4 (the last, partial one dropped)
+PREEMPT_AT = STEPS_PER_EPOCH + 2  # in the middle of the second epoch, after a validation
+CHECKPOINT_EVERY = 2
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.parametrize("case", case_params(SIMVP, TOY_DIFFUSION))
 def test_preempted_fit_resumes_exactly_mid_epoch(case, tmp_path, monkeypatch):
-    args = [*case.args(tmp_path), "--trainer.max_epochs", "2", "--checkpoint_every_n_steps", "4",
-            "--ckpt_path", "auto"]
+    args = [*case.args(tmp_path), "--data.init_args.batch_size", str(BATCH), "--trainer.max_epochs", "2",
+            "--checkpoint_every_n_steps", str(CHECKPOINT_EVERY), "--ckpt_path", "auto"]
     if case is TOY_DIFFUSION:  # the data position must be exact with worker processes too
         args += ["--data.init_args.num_workers", "2"]
     build_cli(["fit", *args, "--run_name", "straight"])
@@ -44,7 +46,7 @@ def test_preempted_fit_resumes_exactly_mid_epoch(case, tmp_path, monkeypatch):
     requeue = run / "hpc_ckpt_1.ckpt"
     assert load_checkpoint(requeue)["global_step"] == PREEMPT_AT
     assert requeued == ["4242"]
-    assert load_checkpoint(final_checkpoint(run))["global_step"] == 8  # every 4 steps
+    assert load_checkpoint(final_checkpoint(run))["global_step"] == PREEMPT_AT // CHECKPOINT_EVERY * CHECKPOINT_EVERY
     assert newest_checkpoint(run, run / "checkpoints") == requeue
 
     # The requeued job: same command line, every checkpoint read by the safe loader only.

@@ -168,6 +168,18 @@ def test_sampling_is_reproducible_with_a_seed():
 
 
 @torch.no_grad()
+@pytest.mark.parametrize("sample_first_estimate", [False, True])
+def test_a_member_does_not_depend_on_the_rest_of_the_batch(sample_first_estimate):
+    """What sharding windows over DDP ranks needs: row ``i`` is a function of its inputs and generator only."""
+    task = tiny_task(sampling_steps=3, sample_first_estimate=sample_first_estimate).eval()
+    inputs, _ = tiny_batch(batch=3)
+    rows = task.forecast_rows(inputs, [torch.Generator().manual_seed(seed) for seed in (1, 2, 3)])
+    alone = task.forecast_rows(inputs[1:2], [torch.Generator().manual_seed(2)])
+    torch.testing.assert_close(alone, rows[1:2], atol=1e-5, rtol=0)
+    assert not torch.allclose(rows[0], rows[1])
+
+
+@torch.no_grad()
 def test_first_estimate_is_deterministic_by_default_and_sampled_on_request():
     task = tiny_task(sampling_steps=2).eval()
     inputs, _ = tiny_batch()
