@@ -74,10 +74,10 @@ SIMVP = Case("simvp", "nowcast_pl.tasks.SimVPTask", dict(TINY_SIMVP))
 SHIPPED_TINY = ("raindiff", "diffcast", "stldm")
 
 
-def case_params(*inline: Case, shipped: bool = True) -> list:
-    """``inline`` cases plus (``shipped``) the shipped tiny configs (skipped with the reason while not on main)."""
+def case_params(*inline: Case) -> list:
+    """``inline`` cases plus the shipped tiny configs (skipped with the reason while not on main)."""
     params = [pytest.param(case, id=case.name) for case in inline]
-    for name in SHIPPED_TINY if shipped else ():
+    for name in SHIPPED_TINY:
         case = Case(name)
         marks = () if case.shipped.exists() else pytest.mark.skip(reason=f"configs/tiny/{name}.yaml not on main yet")
         params.append(pytest.param(case, id=name, marks=marks))

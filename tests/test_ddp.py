@@ -1,9 +1,9 @@
 """DDP on CPU (gloo) for every tiny model: replicas and their EMA stay identical, every parameter gets a gradient
 (no ``find_unused_parameters``), bf16-mixed trains, and two processes acting as two SLURM nodes train together
-(``num_nodes=2``). Test scores over 2 processes equal single-process scores with the seeded ensembles, for a
-deterministic and a diffusion model: the sharding, padding and metric sync are the task's, not the model's. That
-each shipped model's members do not depend on the rest of the batch (what rank sharding needs of a model) is
-tested in-process by each model's tests.
+(``num_nodes=2``). Test scores over 2 processes equal single-process scores, counts included, with the seeded
+ensembles of the toy diffusion task: the sharding, padding and metric sync are the task's, not the model's
+(``tests/test_cli.py`` checks the same for SimVP). That each shipped model's members do not depend on the rest
+of the batch (what rank sharding needs of a model) is tested in-process by each model's tests.
 
 In-process DDP uses ``ddp_spawn`` (``ddp`` would re-run pytest's command line in the child process)."""
 
@@ -90,14 +90,13 @@ def _fit_on_two_ranks(case, tmp_path) -> list[str]:
     return args
 
 
-@pytest.mark.parametrize("case", case_params())
-def test_ddp_replicas_of_the_shipped_models_stay_identical(case, tmp_path):
+@pytest.mark.parametrize("case", case_params(SIMVP))
+def test_ddp_replicas_stay_identical(case, tmp_path):
     _fit_on_two_ranks(case, tmp_path)
 
 
-@pytest.mark.parametrize("case", case_params(SIMVP, TOY_DIFFUSION, shipped=False))
-def test_ddp_replicas_stay_identical_and_test_scores_match_one_process(case, tmp_path):
-    args = _fit_on_two_ranks(case, tmp_path)
+def test_ddp_replicas_stay_identical_and_test_scores_match_one_process(tmp_path):
+    args = _fit_on_two_ranks(TOY_DIFFUSION, tmp_path)
     checkpoint = str(final_checkpoint(tmp_path / "runs/ddp"))
     scores = {}
     # The whole test split: limit_test_batches counts batches per rank, so a limit scores other windows on 2.

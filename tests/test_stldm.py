@@ -73,6 +73,27 @@ def test_patch_attention_keeps_windows_independent_and_temporal_attention_has_no
     assert torch.allclose(temporal(frames[:, order]), temporal(frames)[:, order], atol=1e-6)
 
 
+def test_patch_attention_matches_the_formula_per_window_and_in_frame_slices():
+    """Eq. of :class:`PatchLinearAttention` evaluated window by window, against the batched layer run whole,
+    in slices of one frame (``chunk_bytes`` tiny) and on a channels-last input."""
+    torch.manual_seed(0)
+    layer, x = PatchLinearAttention(6, 4, heads=2, dim_head=3), torch.randn(3, 6, 8, 12)
+    qkv = layer.to_qkv(x)
+    out = torch.empty(3, 6, 8, 12)
+    for i in range(0, 8, 4):
+        for j in range(0, 12, 4):
+            window = qkv[..., i:i + 4, j:j + 4].reshape(3, 3, 2, 3, 16)            # (N, q/k/v, heads, d, n)
+            q, k, v = window.softmax(dim=3)[:, 0], window.softmax(dim=4)[:, 1], window[:, 2]
+            context = k @ v.transpose(-1, -2)                                       # (N, heads, d, e)
+            out[..., i:i + 4, j:j + 4] = (context.transpose(-1, -2) @ q * 3 ** -0.5).reshape(3, 6, 4, 4)
+    expected = layer.out_norm(layer.to_out(out))
+    whole = layer(x)
+    torch.testing.assert_close(whole, expected, atol=1e-5, rtol=0)
+    layer.chunk_bytes = 1  # one frame at a time
+    torch.testing.assert_close(layer(x), whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), whole, atol=1e-6, rtol=0)
+
+
 def test_training_step_has_every_term_and_every_parameter_gets_a_gradient():
     task = tiny_task()
     losses = task.training_loss(dict(zip(("inputs", "targets"), tiny_batch(), strict=True)))
@@ -81,6 +102,25 @@ def test_training_step_has_every_term_and_every_parameter_gets_a_gradient():
     assert torch.allclose(losses["loss"], terms)
     task.loss_terms(*tiny_batch(), fixed_draws(task, 2))["loss"].backward()
     assert [n for n, p in task.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
+
+
+def test_checkpointing_keeps_loss_gradients_and_batchnorm_statistics():
+    inputs, targets = tiny_batch()
+    results = []
+    for flags in (dict(checkpoint_vae=False, checkpoint_translator=False),
+                  dict(checkpoint_vae=True, checkpoint_translator=True)):
+        task = tiny_task(**flags).train()
+        loss = task.loss_terms(inputs, targets, fixed_draws(task, 2))["loss"]
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad for n, p in task.named_parameters()}, task.state_dict()))
+    (loss, grads, state), (loss_ckpt, grads_ckpt, state_ckpt) = results
+    torch.testing.assert_close(loss_ckpt, loss, atol=0, rtol=0)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grads_ckpt[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+    running = [k for k in state if "running_" in k or "num_batches_tracked" in k]
+    assert any("translator" in k for k in running)
+    for key in running:
+        torch.testing.assert_close(state_ckpt[key], state[key], atol=0, rtol=0, msg=key)
 
 
 def test_loss_terms_are_switchable_and_weighted():

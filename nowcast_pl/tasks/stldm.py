@@ -61,6 +61,7 @@ class STLDMTask(DiffusionTask):
         temporal_attention: False for the "spatial enhancement" ablation.
         temporal_norm: ``"time"`` (released code's pre-norm across frames) or ``"channels"``.
         checkpoint_vae: recompute the VAE's activations in the backward pass (less memory, same values).
+        checkpoint_translator: the same for the Translator (off by default: it costs time on CPU).
         vae_weight, kl_weight, constraint_weight, diffusion_weight, prior_weight: loss weights; a term with
             weight 0 is not computed (``constraint_weight: 0`` is the "without L_C" ablation).
         cond_drop_prob: probability of training without the condition (CFG).
@@ -97,6 +98,7 @@ class STLDMTask(DiffusionTask):
         temporal_attention: bool = True,
         temporal_norm: Literal["time", "channels"] = "time",
         checkpoint_vae: bool = True,
+        checkpoint_translator: bool = False,
         vae_weight: float = 1.0,
         kl_weight: float = 1e-6,
         constraint_weight: float = 1.0,
@@ -139,7 +141,7 @@ class STLDMTask(DiffusionTask):
                          mlp_ratio=mlp_ratio, drop_path=drop_path, unet_base=unet_base, unet_mults=unet_mults,
                          patch_size=patch_size, groups=groups, heads=heads, dim_head=dim_head,
                          temporal_attention=temporal_attention, temporal_norm=temporal_norm,
-                         checkpoint_vae=checkpoint_vae)
+                         checkpoint_vae=checkpoint_vae, checkpoint_translator=checkpoint_translator)
 
     # ----- training ------------------------------------------------------------------------------------------
 
