@@ -56,7 +56,7 @@ class STLDM(nn.Module):
         checkpoint_vae: in training, recompute the VAE's activations in the backward pass instead of keeping
             them (same values; about 6% more compute per step, ~0.6 GB less memory at 128 x 128, 5 -> 20).
         checkpoint_translator: the same for the Translator (~0.5 GB less at 128 x 128, 5 -> 20, for about
-            10-25% more time per training step on CPU).
+            35% more time per training step on CPU).
     """
 
     def __init__(self, *, in_frames: int, out_frames: int, channels: int = 1, latent_channels: int = 32,
