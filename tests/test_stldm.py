@@ -104,23 +104,26 @@ def test_training_step_has_every_term_and_every_parameter_gets_a_gradient():
     assert [n for n, p in task.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0] == []
 
 
-def test_checkpointing_keeps_loss_gradients_and_batchnorm_statistics():
+def test_checkpointing_in_groups_keeps_loss_gradients_and_batchnorm_statistics():
     inputs, targets = tiny_batch()
     results = []
     for flags in (dict(checkpoint_vae=False, checkpoint_translator=False),
                   dict(checkpoint_vae=True, checkpoint_translator=True)):
         task = tiny_task(**flags).train()
+        task.net.vae_chunk_bytes = 1  # checkpointed VAE: one frame per group
         loss = task.loss_terms(inputs, targets, fixed_draws(task, 2))["loss"]
         loss.backward()
         results.append((loss.detach(), {n: p.grad for n, p in task.named_parameters()}, task.state_dict()))
     (loss, grads, state), (loss_ckpt, grads_ckpt, state_ckpt) = results
-    torch.testing.assert_close(loss_ckpt, loss, atol=0, rtol=0)
+    # Grouping frames changes float rounding only; counting BatchNorm updates twice would be far off.
+    torch.testing.assert_close(loss_ckpt, loss, atol=1e-7, rtol=1e-6)
     for name, grad in grads.items():
-        torch.testing.assert_close(grads_ckpt[name], grad, atol=1e-6, rtol=1e-5, msg=name)
+        torch.testing.assert_close(grads_ckpt[name], grad, atol=1e-5, rtol=1e-4,
+                                   msg=lambda message, name=name: f"{name}: {message}")
     running = [k for k in state if "running_" in k or "num_batches_tracked" in k]
     assert any("translator" in k for k in running)
     for key in running:
-        torch.testing.assert_close(state_ckpt[key], state[key], atol=0, rtol=0, msg=key)
+        torch.testing.assert_close(state_ckpt[key], state[key], atol=1e-6, rtol=1e-5, msg=key)
 
 
 def test_loss_terms_are_switchable_and_weighted():
