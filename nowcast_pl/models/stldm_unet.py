@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from nowcast_pl.layers.attention import TemporalNorm, spatial_block, temporal_block
+from nowcast_pl.layers.memory_layout import conv_layout
 from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock
 
 
@@ -95,7 +96,7 @@ class UpLevel(nn.Module):
         self.block2 = ResnetBlock(dim + skip, dim_out, emb_dim=emb_dim, groups=groups)
 
     def forward(self, x: Tensor, spatial_skip: Tensor, temporal_skip: Tensor, emb: Tensor, frames: int) -> Tensor:
-        x = self.temporal(self.up(x), frames)
+        x = self.temporal(conv_layout(self.up(x)), frames)
         x = self.spatial(self.block1(torch.cat((x, temporal_skip), dim=1), emb))
         return self.block2(torch.cat((x, spatial_skip), dim=1), emb)
 
@@ -112,6 +113,9 @@ class STLDMUNet(nn.Module):
         groups, heads, dim_head: GroupNorm groups, attention heads and head width.
         temporal: False for the spatial-only ablation (no temporal attention).
         temporal_norm: pre-norm of temporal attention, ``"time"`` (released code) or ``"channels"``.
+
+    Every level's feature maps are put in the layout its convolutions run fastest in on CPU
+    (:func:`~nowcast_pl.layers.memory_layout.conv_layout`; weights stay NCHW).
 
     Shapes: ``forward(z_t (B, T, C, h, w), t (B,) int64, cond (B, T, C, h, w) | None, keep (B,) | None)``
     -> ``(B, T, C, h, w)``. ``h`` and ``w`` must be divisible by ``patch_size`` (see :meth:`check_latent_size`).
@@ -158,7 +162,7 @@ class STLDMUNet(nn.Module):
         rows = None if keep is None else keep.to(cond.dtype).repeat_interleave(cond.shape[1])[:, None, None, None]
         pyramid = [cond.flatten(0, 1)]
         for conv in self.cond_downs:
-            pyramid.append(conv(pyramid[-1]))
+            pyramid.append(conv(conv_layout(pyramid[-1])))
         return pyramid if rows is None else [level * rows for level in pyramid]
 
     def forward(self, z_t: Tensor, t: Tensor, cond: Tensor | None = None, keep: Tensor | None = None) -> Tensor:
@@ -169,11 +173,11 @@ class STLDMUNet(nn.Module):
         conds = self.condition_pyramid(cond, keep)
         skips = []
         for level, cond_n in zip(self.downs, conds, strict=True):
-            if cond_n is None:
-                cond_n = torch.zeros_like(x)
+            x = conv_layout(x)
+            cond_n = torch.zeros_like(x) if cond_n is None else conv_layout(cond_n)
             x, spatial_skip, temporal_skip = level(x, cond_n, emb, frames)
             skips.append((spatial_skip, temporal_skip))
-        x = self.mid(x, emb, frames)
+        x = self.mid(conv_layout(x), emb, frames)
         for level in self.ups:
             x = level(x, *skips.pop(), emb, frames)
         return x.reshape(b, frames, c, h, w)

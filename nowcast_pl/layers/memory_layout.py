@@ -1,0 +1,23 @@
+"""Memory layout of feature maps for fast CPU convolutions.
+
+oneDNN (PyTorch's CPU convolution backend) picks its kernels from the input's layout when the weights are in
+the default NCHW layout. Measured on a 2-core Xeon, fp32: channels-last is faster for maps of 8 x 8 pixels and
+more (up to 6x for depthwise convolutions), NCHW for the tiny maps at the bottom of a U-Net (a 3x3
+512 -> 512 convolution over 40 maps of 4 x 4: 9.9 ms against 15 ms channels-last). Values are the same in
+either layout up to float rounding.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+#: Maps with more pixels than this go channels-last; smaller ones NCHW.
+CHANNELS_LAST_MIN_PIXELS = 16
+
+
+def conv_layout(x: Tensor) -> Tensor:
+    """``x`` (``(N, C, H, W)``) in the faster layout for its map size: channels-last if ``H * W`` exceeds
+    :data:`CHANNELS_LAST_MIN_PIXELS`, else NCHW. A copy only when the layout changes."""
+    channels_last = x.shape[-2] * x.shape[-1] > CHANNELS_LAST_MIN_PIXELS
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
