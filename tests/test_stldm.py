@@ -54,11 +54,19 @@ def test_paper_parameter_counts_are_the_released_ones_without_the_dead_condition
     assert sum(p.numel() for p in model.translator.parameters()) == {5: 38_606_432, 13: 41_468_768}[frames[0]]
 
 
-def test_gain_layer_norm_over_time_normalises_each_pixel_across_frames():
+def test_gain_layer_norm_over_time_normalises_each_pixel_across_frames_in_any_layout():
     x = torch.randn(2, 6, 3, 4, 4) * 5 + 2
     y = GainLayerNorm(3, channel_dim=2, reduce_dim=1)(x)
     assert torch.allclose(y.mean(dim=1), torch.zeros(2, 3, 4, 4), atol=1e-5)
     assert torch.allclose(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4, 4), atol=1e-3)
+    norm = GainLayerNorm(3, channel_dim=2, reduce_dim=1)
+    with torch.no_grad():
+        norm.gain.copy_(torch.tensor([1.0, 2.0, -0.5]))
+    # frames of a channels-last (B*T, C, H, W) map: the same values, the layout kept, the gain per channel
+    laid_out = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 6))
+    out = norm(laid_out)
+    torch.testing.assert_close(out, y * norm.gain.view(1, 1, 3, 1, 1), atol=1e-6, rtol=1e-6)
+    assert out.stride() == laid_out.stride()
 
 
 def test_patch_attention_keeps_windows_independent_and_temporal_attention_has_no_time_positions():

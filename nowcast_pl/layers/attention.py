@@ -39,14 +39,19 @@ class GainLayerNorm(nn.Module):
         self.channel_dim, self.reduce_dim, self.eps = channel_dim, reduce_dim, eps
 
     def forward(self, x: Tensor) -> Tensor:
-        # Two passes (mean, then mean of squared deviations): on CPU, torch.var_mean over a non-innermost
-        # axis is 5-15x slower for these shapes.
-        mean = x.mean(dim=self.reduce_dim, keepdim=True)
-        centred = x - mean
-        var = centred.square().mean(dim=self.reduce_dim, keepdim=True)
+        # Computed on a view whose axes are in memory order, then permuted back: on CPU a reduction over time
+        # of a channels-last (B, T, C, H, W) map is otherwise ~8x slower (the same values either way). Two
+        # passes (mean, then mean of squared deviations): torch.var_mean is 5-15x slower for these shapes.
+        order = sorted(range(x.ndim), key=lambda axis: -x.stride(axis))
+        y = x.permute(order)
+        reduce_dim, channel_dim = order.index(self.reduce_dim % x.ndim), order.index(self.channel_dim % x.ndim)
+        mean = y.mean(dim=reduce_dim, keepdim=True)
+        centred = y - mean
+        var = centred.square().mean(dim=reduce_dim, keepdim=True)
         shape = [1] * x.ndim
-        shape[self.channel_dim] = -1
-        return centred * torch.rsqrt(var + self.eps) * self.gain.view(shape)
+        shape[channel_dim] = -1
+        out = centred * torch.rsqrt(var + self.eps) * self.gain.view(shape)
+        return out.permute([order.index(axis) for axis in range(x.ndim)])
 
 
 class PreNormResidual(nn.Module):
