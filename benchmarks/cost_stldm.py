@@ -286,6 +286,7 @@ def main(argv: list[str] | None = None) -> dict:
                 result[f"{key}_ratio"] = round(result[key] / result["official"][key], 3)
     if args.alternate and args.official_repo:
         result["alternating"] = run_isolated(args, "both", "alternate")
+    result["command"] = " ".join(["python benchmarks/cost_stldm.py", *(sys.argv[1:] if argv is None else argv)])
     result["machine"] = machine()
     text = json.dumps(result, indent=1)
     print(text)

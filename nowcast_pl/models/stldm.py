@@ -57,8 +57,8 @@ class STLDM(nn.Module):
             them (same values; about 6% more compute per step, ~1 GB less memory at 128 x 128, 5 -> 20). The
             frames are checkpointed in groups (:attr:`vae_chunk_bytes`), so the backward pass recomputes one
             group's activations at a time.
-        checkpoint_translator: the same for the Translator (~0.5 GB less at 128 x 128, 5 -> 20, for about
-            35% more time per training step on CPU).
+        checkpoint_translator: the same for the Translator (~0.5 GB less at 128 x 128, 5 -> 20, for one more
+            Translator forward pass per training step).
     """
 
     #: With ``checkpoint_vae``, frames are checkpointed in groups whose widest VAE activation stays within this
