@@ -5,7 +5,10 @@ Builds the official model with random weights (seeded), converts its state dict 
 encode/decode, Translator mean, one U-Net call with and without the condition, each training loss term at
 fixed noise / timestep / CFG drop (conditional and unconditional step; stochastic depth set to 0 on both
 sides, the one random draw that cannot be shared), and a 5-step guided DDIM sample (w = 1) at fixed noise
-with ``sample_first_estimate`` on, as the released code samples the first estimate.
+with ``sample_first_estimate`` on, as the released code samples the first estimate. It also checks the
+Hugging Face layout: the released ``stldm_hf.GaussianDiffusion`` takes the official state dict unchanged, and
+the ``model.safetensors`` its ``save_pretrained`` writes converts to the same weights
+(``hf_safetensors_weights``, the largest difference of any tensor; 0 when they are identical).
 
 The official code is imported at run time from ``--official-repo`` (never vendored); its
 ``stldm/__init__.py`` needs huggingface_hub, so the package is registered bare. Needs ``einops``.
@@ -22,6 +25,7 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +96,26 @@ def build(dataset: str, repo: Path, seed: int):
     check_schedule(state, ours.alphas_cumprod)
     ours.net.load_state_dict(convert_state_dict(state, ours.net.state_dict()))
     return official, ours
+
+
+def hugging_face_layout(dataset: str, repo: Path, official, ours) -> dict[str, float]:
+    """Largest difference between our weights and those converted from the Hugging Face release's file format.
+
+    The released Hugging Face class is built with the same configuration, loads the official state dict
+    strictly (so its keys are the ``*.pt`` keys) and writes ``model.safetensors`` with ``save_pretrained``.
+    """
+    from nowcast_pl.convert.stldm import convert_state_dict, load_official
+
+    _, official_config = import_official(repo)
+    import stldm.stldm_hf as hf  # noqa: PLC0415
+
+    config = getattr(official_config, CONFIG_NAMES[dataset])
+    model = hf.GaussianDiffusion(vp_param=config["vp_param"], stldm_param=config["stldm_param"], **config["param"])
+    model.load_state_dict(official.state_dict())
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        converted = convert_state_dict(load_official(Path(folder) / "model.safetensors"), ours.net.state_dict())
+    return {"hf_safetensors_weights": max(maxdiff(converted[k], v) for k, v in ours.net.state_dict().items())}
 
 
 def maxdiff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -177,10 +201,11 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     official, ours = build(args.dataset, args.official_repo.resolve(), args.seed)
+    layout = hugging_face_layout(args.dataset, args.official_repo.resolve(), official, ours)
     t_in, t_out = FRAMES[args.dataset]
     torch.manual_seed(args.seed + 1)
     x, y = torch.rand(2, t_in, 1, args.size, args.size), torch.rand(2, t_out, 1, args.size, args.size)
-    diffs = network_parity(official, ours, x[:1])
+    diffs = layout | network_parity(official, ours, x[:1])
     # Sampling before the training steps: the released code updates BatchNorm running statistics twice per
     # step (two Translator passes), ours once, so evaluation-mode outputs differ after a training step.
     diffs |= sample_parity(official, ours, x[:1], args.sample_steps)

@@ -4,7 +4,7 @@ the converter round trip. Parity with the released code itself is benchmarks/par
 import pytest
 import torch
 
-from nowcast_pl.convert.stldm import convert_state_dict, export_official, official_config
+from nowcast_pl.convert.stldm import convert_state_dict, export_official, load_official, official_config
 from nowcast_pl.diffusion import ddim_sample, x0_denoiser
 from nowcast_pl.layers.attention import GainLayerNorm, PatchLinearAttention, TemporalAttention
 from nowcast_pl.layers.vae import ConvVAE
@@ -272,6 +272,25 @@ def test_converter_round_trip_and_errors_for_another_configuration():
     official["diff_unet.extra.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match="unexpected key in the official STLDM state dict: 'diff_unet.extra"):
         convert_state_dict(official, ours)
+
+
+def test_converter_reads_the_released_file_formats(tmp_path):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = STLDM(in_frames=3, out_frames=4, **{k: v for k, v in TINY.items() if k not in ("thresholds", "protocol")})
+    ours = model.state_dict()
+    official = export_official(ours)
+    save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))  # Hugging Face
+    torch.save({"model": {f"module.{k}": v for k, v in official.items()}}, tmp_path / "stldm_final.pt")  # DDP run
+    for name in ("model.safetensors", "stldm_final.pt"):
+        back = convert_state_dict(load_official(tmp_path / name), ours)
+        assert back.keys() == ours.keys() and all(torch.equal(back[k], v) for k, v in ours.items())
+    torch.save([1, 2], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="list.pt holds a list, not an STLDM state dict"):
+        load_official(tmp_path / "list.pt")
+    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
+        load_official(tmp_path / "missing.pt")
 
 
 def test_staged_training_loads_the_named_pretrained_parts_only(tmp_path):
