@@ -24,14 +24,29 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).norm() / b.norm()).item()
 
 
-def test_same_parameters_and_output_as_a_plain_depthwise_conv():
+@pytest.mark.parametrize(("kernel", "dilation", "padding", "size"),
+                         [(7, 3, 9, (20, 20)), (7, 3, 9, (16, 17)), (5, 2, 4, (13, 9)), (7, 3, 2, (24, 24))])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_same_parameters_output_gradients_and_layout_as_a_plain_depthwise_conv(kernel, dilation, padding, size,
+                                                                                channels_last):
     torch.manual_seed(0)
-    ours = DilatedDepthwiseConv2d(8, 7, dilation=3, padding=9)
-    plain = nn.Conv2d(8, 8, 7, padding=9, dilation=3, groups=8)
+    ours = DilatedDepthwiseConv2d(8, kernel, dilation=dilation, padding=padding)
+    plain = nn.Conv2d(8, 8, kernel, padding=padding, dilation=dilation, groups=8)
+    assert ours.same_size == (padding == dilation * (kernel // 2))  # else: PyTorch's kernel
     assert ours.state_dict().keys() == plain.state_dict().keys()
     plain.load_state_dict(ours.state_dict())
-    x = torch.randn(2, 8, 20, 20)
-    torch.testing.assert_close(ours(x), plain(x))
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 8, *size).contiguous(memory_format=layout)
+    x_ours, x_plain = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y, y_plain = ours(x_ours), plain(x_plain)
+    torch.testing.assert_close(y, y_plain, atol=1e-5, rtol=1e-5)
+    assert y.is_contiguous(memory_format=layout)
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    (y_plain * g).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_plain.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, plain.weight.grad, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(ours.bias.grad, plain.bias.grad, atol=1e-4, rtol=1e-5)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

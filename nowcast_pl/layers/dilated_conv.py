@@ -1,6 +1,12 @@
-"""Depthwise dilated convolution that avoids a wrong bf16 weight gradient of PyTorch's CPU kernel.
+"""Depthwise dilated convolution: faster on CPU, and avoiding a wrong bf16 weight gradient of PyTorch's CPU kernel.
 
-On CPU, the channels-last bf16 kernel of a dilated depthwise convolution returns a wrong weight gradient
+Speed: oneDNN's dilated depthwise kernels are slow on CPU (2.5-13 GFLOP/s on 2 cores for the 7 x 7,
+dilation-3 convolution of TAU and gSTA). A "same" dilated convolution equals an undilated one run on the
+``d x d`` phase sub-grids of the map (``x[i::d, j::d]``, stacked into the batch; Yu & Koltun, ICLR 2016 call
+this the space-to-batch form), which on fp32 CPU is 1.5-4x faster forward and 1.3-2x with backward, with the
+same values (each output sums the same products in the same order).
+
+Correctness: on CPU, the channels-last bf16 kernel of a dilated depthwise convolution returns a wrong weight gradient
 (relative error ~1 or inf instead of ~3e-3) from 32 x 32 frames up, measured for the 7 x 7, dilation-3
 convolution of TAU and gSTA with torch 2.14 (``tests/test_dilated_conv.py`` checks it against an fp32
 gradient); undilated depthwise and channels-first convolutions are correct. One such gradient made
@@ -11,6 +17,7 @@ layout, which costs the channels-last speed-up of this convolution only under bf
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -24,13 +31,17 @@ def _bf16_on_cpu(x: Tensor) -> bool:
 
 class DilatedDepthwiseConv2d(nn.Conv2d):
     """``nn.Conv2d(dim, dim, kernel_size, padding, dilation, groups=dim)`` with the same parameters and
-    output; bf16 on CPU runs in the channels-first layout (module docstring).
+    output. On CPU, a "same" convolution (odd kernel, ``padding = dilation * (kernel_size - 1) / 2``) runs in
+    the space-to-batch form, except under bf16, which runs in the channels-first layout (module docstring).
 
     Shapes: ``(B, dim, H, W) -> (B, dim, H', W')`` as :class:`torch.nn.Conv2d`.
     """
 
     def __init__(self, dim: int, kernel_size: int, *, dilation: int, padding: int) -> None:
         super().__init__(dim, dim, kernel_size, padding=padding, dilation=dilation, groups=dim)
+        k, d = self.kernel_size[0], self.dilation[0]
+        self.same_size = (self.kernel_size[0] == self.kernel_size[1] and k % 2 == 1 and d > 1
+                          and self.dilation == (d, d) and self.padding == (d * (k // 2),) * 2)
 
     def forward(self, x: Tensor) -> Tensor:
         if _bf16_on_cpu(x):
@@ -38,4 +49,22 @@ class DilatedDepthwiseConv2d(nn.Conv2d):
             # and its strides alone select the channels-last kernel.
             weight = self.weight.clone(memory_format=torch.contiguous_format)
             return self._conv_forward(x.contiguous(), weight, self.bias)
+        if self.same_size and x.device.type == "cpu":
+            return self._space_to_batch(x)
         return super().forward(x)
+
+    def _space_to_batch(self, x: Tensor) -> Tensor:
+        """The dilated convolution as an undilated one over the ``d x d`` phase sub-grids of the map, zero-padded
+        at the bottom and right to a multiple of ``d`` (the zeros the dilated convolution pads with there)."""
+        d, (b, c, h, w) = self.dilation[0], x.shape
+        hp, wp = -(-h // d) * d, -(-w // d) * d
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        padded = F.pad(x, (0, wp - w, 0, hp - h))
+        phases = padded.reshape(b, c, hp // d, d, wp // d, d).permute(0, 3, 5, 1, 2, 4).reshape(
+            b * d * d, c, hp // d, wp // d)
+        if channels_last:
+            phases = phases.contiguous(memory_format=torch.channels_last)
+        out = F.conv2d(phases, self.weight, self.bias, padding=self.padding[0] // d, groups=c)
+        out = out.reshape(b, d, d, c, hp // d, wp // d).permute(0, 3, 4, 1, 5, 2).reshape(b, c, hp, wp)
+        out = out[:, :, :h, :w]
+        return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
