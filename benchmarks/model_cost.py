@@ -36,7 +36,7 @@ import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-FAST_STEPS = (10, 15, 20, 25, 30, 40, 50)
+FAST_STEPS = (5, 8, 10, 15, 20, 25, 30, 40, 50)
 
 
 def model_args(config: Path) -> dict:
