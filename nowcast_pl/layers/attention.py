@@ -40,7 +40,7 @@ class GainLayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Computed on a view whose axes are in memory order, then permuted back: on CPU a reduction over time
-        # of a channels-last (B, T, C, H, W) map is otherwise ~8x slower (the same values either way). Two
+        # of a channels-last (B, T, C, H, W) map is otherwise 4-9x slower (benchmarks/cpu_kernels.py). Two
         # passes (mean, then mean of squared deviations): torch.var_mean is 5-15x slower for these shapes.
         order = sorted(range(x.ndim), key=lambda axis: -x.stride(axis))
         y = x.permute(order)

@@ -63,7 +63,7 @@ class STLDM(nn.Module):
 
     #: With ``checkpoint_vae``, frames are checkpointed in groups whose widest VAE activation stays within this
     #: many bytes (at least one frame per group; frames are independent in the VAE, so values are unchanged).
-    #: 8 MiB = 4 frames at 128 x 128: peak memory of a HKO-7 training step ~3.6 GB -> ~3.2 GB.
+    #: 8 MiB = 4 frames at 128 x 128: peak memory of a HKO-7 training step ~3.6 GB -> ~3.2 GB (one-off A/B).
     vae_chunk_bytes = 8 * 2**20
 
     def __init__(self, *, in_frames: int, out_frames: int, channels: int = 1, latent_channels: int = 32,
@@ -85,8 +85,8 @@ class STLDM(nn.Module):
                               groups=groups, heads=heads, dim_head=dim_head, temporal=temporal_attention,
                               temporal_norm=temporal_norm)
         # The VAE's and Translator's convolutions run faster on CPU in channels-last layout, with the same
-        # results (a training step of the HKO-7 config ~11 s -> ~9 s on 2 cores); the U-Net picks a layout per
-        # level from its inputs (see STLDMUNet).
+        # results (a training step of the HKO-7 config ~11 s -> ~9 s on 2 cores in a one-off A/B); the U-Net
+        # picks a layout per level from its inputs (see STLDMUNet).
         self.vae.to(memory_format=torch.channels_last)
         self.translator.to(memory_format=torch.channels_last)
 
