@@ -13,13 +13,13 @@ Two contexts are returned (the released code's "global" and "local" motion prior
   observations and the first mean frame). The released code conditions the first residual segment on it.
 
 Because level ``l + 1`` only needs the states of level ``l``, the scan runs level by level: the stem, the
-ResNet blocks and the downsampling run once on all frames as one batch, and only the GRU steps are
-sequential. This is the same computation as a frame-by-frame scan.
+ResNet blocks and the downsampling run on batches of frames, and only the GRU steps are sequential. This is
+the same computation as a frame-by-frame scan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -40,24 +40,56 @@ def level_widths(dim: int, dim_mults: Sequence[int]) -> list[tuple[int, int]]:
     return list(zip(dims[:-1], dims[1:], strict=True))
 
 
-class ContextLevel(nn.Module):
-    """One encoder level: ResNet block, ConvGRU, and (except the last level) a downsample to the next width."""
+def map_in_groups(function: Callable[[Tensor], Tensor], frames: Sequence[Tensor],
+                  group_bytes: int) -> list[Tensor]:
+    """``[function(frame) for frame in frames]``, batching as many frames per call as fit in ``group_bytes``.
 
-    def __init__(self, width: int, next_width: int | None) -> None:
+    ``function`` must treat batch rows independently. Groups are concatenated along the batch axis and the
+    output split back into frames, so no tensor holds more than one group: on CPU, tensors above glibc's
+    largest heap block (32 MiB) are mapped fresh from the kernel on every allocation, and filling their
+    pages cost more than the batching saved (the encoder's 25 frames of 64 x 128 x 128 are 105 MB).
+
+    Shapes: each frame ``(B, ...)`` -> a list of the same length of ``(B, ...)`` outputs.
+    """
+    rows = max(1, group_bytes // (frames[0].numel() * frames[0].element_size()))
+    outputs = []
+    for start in range(0, len(frames), rows):
+        group = frames[start:start + rows]
+        outputs.extend(function(torch.cat(list(group))).chunk(len(group)))
+    return outputs
+
+
+class ContextLevel(nn.Module):
+    """One encoder level: ResNet block, ConvGRU, and (except the last level) a downsample to the next width.
+
+    Args:
+        width: channels of the level's inputs and states.
+        next_width: channels of the next level, or None for the last level (no downsample).
+        group_bytes: largest input batch of the ResNet block and the downsample (:func:`map_in_groups`).
+    """
+
+    def __init__(self, width: int, next_width: int | None, group_bytes: int) -> None:
         super().__init__()
+        self.group_bytes = group_bytes
         self.resnet = ResnetBlock(width, width)
         self.gru = ConvGRUCell(width, width, 3)
         self.downsample = SpaceToDepthDownsample(width, next_width) if next_width is not None else None
 
-    def scan(self, frames: Tensor) -> Tensor:
-        """``(B, T, C, H, W)`` level inputs -> ``(B, T, C, H, W)`` GRU states after each frame (h_0 = 0)."""
-        b, t, c, h, w = frames.shape
-        features = self.resnet(frames.reshape(b * t, c, h, w)).reshape(b, t, c, h, w)
+    def scan(self, frames: Sequence[Tensor]) -> list[Tensor]:
+        """T level inputs ``(B, C, H, W)`` -> the T GRU states ``(B, C, H, W)`` after each frame (h_0 = 0).
+
+        Frames and states are lists, not slices of a ``(B, T, ...)`` tensor: the backward of indexing one
+        frame out of a stacked tensor fills a zero tensor of the whole stack, T times per scan.
+        """
         state, states = None, []
-        for j in range(t):
-            state = self.gru(features[:, j], state)
+        for feature in map_in_groups(self.resnet, frames, self.group_bytes):
+            state = self.gru(feature, state)
             states.append(state)
-        return torch.stack(states, dim=1)
+        return states
+
+    def next_inputs(self, states: Sequence[Tensor]) -> list[Tensor]:
+        """The next level's inputs: every state downsampled, ``(B, C, H, W) -> (B, C', H / 2, W / 2)``."""
+        return map_in_groups(self.downsample, states, self.group_bytes)
 
 
 class SpatioTemporalEncoder(nn.Module):
@@ -69,6 +101,8 @@ class SpatioTemporalEncoder(nn.Module):
         channels: channels per frame.
         post_attention: refine each global state with a :class:`TokenwiseStage` (RainDiff) or not (DiffCast).
         variant: Token-wise Attention arithmetic of the Post-attention stages.
+        group_bytes: frames are batched through the stem, ResNet blocks and downsamples in groups whose
+            inputs fit in this many bytes (:func:`map_in_groups`); it changes speed, not results.
 
     Shapes: ``frames (B, T, channels, H, W)`` in [-1, 1], H and W divisible by ``2 ** (len(dim_mults) - 1)``
     -> ``(global, local)``, each a list of ``(B, C_l, H / 2**l, W / 2**l)`` with ``C_l`` = 64, 64, 128, 256
@@ -76,12 +110,14 @@ class SpatioTemporalEncoder(nn.Module):
     """
 
     def __init__(self, dim: int = 64, dim_mults: Sequence[int] = (1, 2, 4, 8), *, channels: int = 1,
-                 post_attention: bool = True, variant: Variant = "paper") -> None:
+                 post_attention: bool = True, variant: Variant = "paper", group_bytes: int = 16 * 2**20) -> None:
         super().__init__()
         widths = level_widths(dim, dim_mults)
+        self.group_bytes = group_bytes
         self.stem = nn.Conv2d(channels, dim, 7, padding=3)
         self.levels = nn.ModuleList(
-            ContextLevel(w_in, w_out if i < len(widths) - 1 else None) for i, (w_in, w_out) in enumerate(widths)
+            ContextLevel(w_in, w_out if i < len(widths) - 1 else None, group_bytes)
+            for i, (w_in, w_out) in enumerate(widths)
         )
         self.post_attention = (nn.ModuleList(TokenwiseStage(w_in, variant=variant) for w_in, _ in widths)
                                if post_attention else None)
@@ -92,16 +128,15 @@ class SpatioTemporalEncoder(nn.Module):
         b, t, c, h, w = frames.shape
         if not 0 <= local_frame < t:
             raise ValueError(f"local_frame must index one of the {t} scanned frames, got {local_frame}")
-        x = self.stem(frames.reshape(b * t, c, h, w))
-        x = x.reshape(b, t, *x.shape[1:])
+        stem_group_bytes = self.group_bytes * self.stem.in_channels // self.stem.out_channels  # outputs within budget
+        x = map_in_groups(self.stem, frames.unbind(dim=1), stem_group_bytes)
         global_ctx, local_ctx = [], []
         for level in self.levels:
             states = checkpointed(level, level.scan, x) if checkpoint else level.scan(x)
-            global_ctx.append(states[:, -1])
-            local_ctx.append(states[:, local_frame])
+            global_ctx.append(states[-1])
+            local_ctx.append(states[local_frame])
             if level.downsample is not None:
-                flat = level.downsample(states.flatten(0, 1))
-                x = flat.reshape(b, t, *flat.shape[1:])
+                x = level.next_inputs(states)
         if self.post_attention is not None:
             global_ctx = [checkpointed(stage, stage, g) if checkpoint else stage(g)
                           for stage, g in zip(self.post_attention, global_ctx, strict=True)]
