@@ -154,9 +154,11 @@ def test_converter_names_missing_and_unexpected_keys_of_another_architecture(tmp
     assert torch.equal(task.net.denoiser.head.weight, diffcast["denoiser.head.weight"])
 
 
-def test_activation_checkpointing_keeps_loss_gradients_and_batchnorm_statistics():
+@pytest.mark.parametrize("parts", [True, ["denoiser"], ["mean", "encoder"]])
+def test_activation_checkpointing_keeps_loss_gradients_and_batchnorm_statistics(parts):
     plain = _task().train()
-    checkpointed = _task(activation_checkpointing=True).train()
+    checkpointed = _task(activation_checkpointing=parts).train()
+    assert checkpointed.checkpointed_parts == ({"mean", "encoder", "denoiser"} if parts is True else set(parts))
     checkpointed.load_state_dict(plain.state_dict())
     inputs, targets = _batch(plain)
     t, noises = torch.tensor([5, 600]), [torch.randn(2, 3, 1, 16, 16) for _ in range(3)]
@@ -168,3 +170,9 @@ def test_activation_checkpointing_keeps_loss_gradients_and_batchnorm_statistics(
         assert torch.allclose(a.grad, b.grad, atol=1e-7), name
     for (name, a), b in zip(plain.state_dict().items(), checkpointed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name  # BatchNorm running statistics updated once
+
+
+def test_activation_checkpointing_of_an_unknown_part_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"activation_checkpointing names unknown parts \['unet'\]; use true, false"):
+        _task(activation_checkpointing=["denoiser", "unet"])
+    assert _task(activation_checkpointing=False).checkpointed_parts == frozenset()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,8 @@ from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
 
 Condition = tuple[list, list]
+CheckpointedPart = Literal["mean", "encoder", "denoiser"]
+CHECKPOINTABLE_PARTS: frozenset[str] = frozenset(get_args(CheckpointedPart))
 
 
 class RainDiffTask(DiffusionTask):
@@ -46,9 +48,10 @@ class RainDiffTask(DiffusionTask):
         hid_S, hid_T, N_S, N_T: SimVP sizes.
         gamma: weight of the diffusion loss (eq. 8).
         clip_denoised: clamp the denoised residual to [-1, 1] at every sampler step (released code).
-        activation_checkpointing: recompute activations in backward instead of keeping them — each SimVP
-            pass, each encoder level and each segment's U-Net call (same loss, gradients and BatchNorm
-            statistics; less memory, about one more forward pass of time).
+        activation_checkpointing: recompute activations in backward instead of keeping them (same loss,
+            gradients and BatchNorm statistics; less memory, one more forward pass of the parts chosen):
+            True for every part, False for none, or a list of parts among ``"mean"`` (each SimVP pass),
+            ``"encoder"`` (each encoder level) and ``"denoiser"`` (each segment's U-Net call).
         sampling_steps: DDIM steps (250 as the paper); any core sampler and step count at test time.
         lr, betas, warmup_steps, warmup_start_factor, gradient_clip_norm: the paper's optimiser (AdamW 1e-4,
             betas (0.9, 0.95), 1000 warm-up steps from 0 then cosine, gradient norm clipped to 1).
@@ -62,7 +65,8 @@ class RainDiffTask(DiffusionTask):
                  local_context: bool = True, hid_S: int = 64, hid_T: int = 256, N_S: int = 2, N_T: int = 6,
                  gamma: float = 0.5, clip_denoised: bool = True, sampling_steps: int = 250, lr: float = 1e-4,
                  betas: tuple[float, float] = (0.9, 0.95), warmup_steps: int = 1000, warmup_start_factor: float = 0.0,
-                 gradient_clip_norm: float | None = 1.0, activation_checkpointing: bool = False,
+                 gradient_clip_norm: float | None = 1.0,
+                 activation_checkpointing: bool | Sequence[CheckpointedPart] = False,
                  **kwargs: Any) -> None:
         super().__init__(sampling_steps=sampling_steps, lr=lr, betas=betas, warmup_steps=warmup_steps,
                          warmup_start_factor=warmup_start_factor, gradient_clip_norm=gradient_clip_norm, **kwargs)
@@ -73,7 +77,7 @@ class RainDiffTask(DiffusionTask):
                                variant=variant, local_context=local_context, hid_S=hid_S, hid_T=hid_T, N_S=N_S,
                                N_T=N_T)
         self.gamma, self.clip = gamma, (-1.0, 1.0) if clip_denoised else None
-        self.activation_checkpointing = activation_checkpointing
+        self.checkpointed_parts = checkpointed_parts(activation_checkpointing)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, in one line, a checkpoint of another architecture or Token-wise Attention variant."""
@@ -110,14 +114,14 @@ class RainDiffTask(DiffusionTask):
 
         Returns: ``loss``, ``mean_mse`` (data units) and ``diffusion`` (mean over segments).
         """
-        ckpt = self.activation_checkpointing and self.training
-        mean = self.net.predict_mean(inputs, checkpoint=ckpt)
+        parts = self.checkpointed_parts if self.training else frozenset()
+        mean = self.net.predict_mean(inputs, checkpoint="mean" in parts)
         valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask.bool()
         squared = F.mse_loss(mean[:, : self.out_frames], targets, reduction="none")
         mean_mse = (squared * valid).sum() / valid.sum().clamp_min(1)
         mean_n = normalise(mean)
         residual = normalise(targets) - mean_n[:, : self.out_frames]
-        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n, checkpoint=ckpt))
+        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n, checkpoint="encoder" in parts))
         diffusion = torch.stack([self._segment_loss(residual, valid, condition, t, noise, m)
                                  for m, noise in enumerate(noises)]).mean()
         loss = (1.0 - self.gamma) * mean_mse + self.gamma * diffusion
@@ -128,7 +132,7 @@ class RainDiffTask(DiffusionTask):
         x0, x0_valid = self._segment(residual, segment), self._segment(valid, segment)
         cond = torch.zeros_like(x0) if segment == 0 else self._segment(residual, segment - 1)
         x_t = q_sample(x0, t, noise, self.alphas_cumprod)
-        if self.activation_checkpointing:
+        if "denoiser" in self.checkpointed_parts:
             output = checkpointed(self.net.denoiser, self.net.denoise, x_t, t, cond, condition, segment)
         else:
             output = self.net.denoise(x_t, t, cond, condition, segment)
@@ -161,6 +165,17 @@ class RainDiffTask(DiffusionTask):
             cond = self.run_sampler(denoiser, shape, generators, clip=self.clip, x_T=None if x_T is None else x_T[m])
             frames.append(self._segment(mean_n, m) + cond)
         return unnormalise(torch.cat(frames, dim=1)[:, : self.out_frames])
+
+
+def checkpointed_parts(setting: bool | Sequence[str]) -> frozenset[str]:
+    """The parts named by ``model.init_args.activation_checkpointing`` (True: all, False: none)."""
+    if isinstance(setting, bool):
+        return CHECKPOINTABLE_PARTS if setting else frozenset()
+    unknown = sorted(set(setting) - CHECKPOINTABLE_PARTS)
+    if unknown:
+        raise ValueError(f"model.init_args.activation_checkpointing names unknown parts {unknown}; use true, false "
+                         f"or a list of {sorted(CHECKPOINTABLE_PARTS)}")
+    return frozenset(setting)
 
 
 def _listed(keys: set[str], limit: int = 4) -> str:
