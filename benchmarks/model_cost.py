@@ -12,6 +12,8 @@ random weights. Every measurement runs in its own subprocess (peak RSS is per pr
 * sample: one 20-frame forecast with DDIM 250 (eta 0, x0 clipped) from fixed noise; then, for ours, the
   fastest core sampler (DPM-Solver++(2M)) at the smallest step count whose forecast stays within 2 % of the
   value range (mean absolute difference) of the DDIM-250 forecast from the same noise.
+* train_in_turn (``--what train_in_turn``): training steps of ours and the official code alternated
+  ``--rounds`` times in one process after one warm-up step each; ratios of the fastest and of the median.
 * unet (``--what unet``): one denoiser call of ours and of the official U-Net, alternated ``--rounds`` times
   in one process, fastest of each: the per-call cost that dominates sampling (1000 calls per forecast).
 * twa (``--what twa``): Token-wise Attention against full softmax attention on square maps of 64^2 to 512^2
@@ -69,11 +71,10 @@ def _peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def measure_train(args) -> dict:
-    torch.manual_seed(0)
-    shape = (1, args.in_frames, 1, args.size, args.size)
-    inputs, targets = torch.rand(shape), torch.rand((1, args.out_frames, 1, args.size, args.size))
-    if args.side == "ours":
+def _training_setup(args, side: str, inputs: torch.Tensor, targets: torch.Tensor):
+    """(module, loss function, AdamW) of one side for one batch."""
+    shape = inputs.shape
+    if side == "ours":
         task = build_ours(args.config, args.in_frames, args.out_frames, args.model_arg).train()
         module, loss_fn = task, lambda: task.training_loss({"inputs": inputs, "targets": targets})["loss"]
     else:
@@ -85,21 +86,57 @@ def measure_train(args) -> dict:
             t = torch.randint(0, 1000, (1,))
             return official_loss(args.model, module, inputs, targets, t, [torch.randn(shape) for _ in range(segments)])
     params = [p for p in module.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95))
+    return module, loss_fn, torch.optim.AdamW(params, lr=1e-4, betas=(0.9, 0.95))
+
+
+def _training_step(loss_fn, optimizer: torch.optim.Optimizer) -> float:
+    """One AdamW step with the gradient norm clipped to 1; its wall time in seconds."""
+    params = optimizer.param_groups[0]["params"]
+    start = time.perf_counter()
+    loss = loss_fn()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return time.perf_counter() - start
+
+
+def _batch(args) -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    return (torch.rand((1, args.in_frames, 1, args.size, args.size)),
+            torch.rand((1, args.out_frames, 1, args.size, args.size)))
+
+
+def measure_train(args) -> dict:
+    module, loss_fn, optimizer = _training_setup(args, args.side, *_batch(args))
     times, rss_after_first = [], None
     for _ in range(args.train_steps):
-        start = time.perf_counter()
-        loss = loss_fn()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        times.append(time.perf_counter() - start)
+        times.append(_training_step(loss_fn, optimizer))
         rss_after_first = rss_after_first or _peak_rss_gb()
+    params = optimizer.param_groups[0]["params"]
     no_grad = sum(p.numel() for p in params if p.grad is None)
     return {"params": sum(p.numel() for p in module.parameters()), "params_without_grad": no_grad,
             "train_step_s": min(times[1:] or times), "train_step_times_s": times,
             "train_peak_rss_gb": _peak_rss_gb(), "rss_after_first_step_gb": rss_after_first}
+
+
+def measure_train_in_turn(args) -> dict:
+    """Training steps of ours and the official code alternated in one process (robust to machine load).
+
+    The first step of each is a warm-up and not counted; ratios are ours / official of the fastest and of
+    the median step.
+    """
+    inputs, targets = _batch(args)
+    sides = {side: _training_setup(args, side, inputs, targets) for side in ("ours", "official")}
+    times: dict[str, list[float]] = {side: [] for side in sides}
+    for _ in range(args.rounds + 1):
+        for side, (_, loss_fn, optimizer) in sides.items():
+            times[side].append(_training_step(loss_fn, optimizer))
+    counted = {side: values[1:] for side, values in times.items()}
+    return {"train_step_times_s": times["ours"], "official_train_step_times_s": times["official"],
+            "train_step_ratio_fastest": min(counted["ours"]) / min(counted["official"]),
+            "train_step_ratio_median": statistics.median(counted["ours"]) / statistics.median(counted["official"]),
+            "rounds": args.rounds}
 
 
 def _segment_noise(task_segments: int, shape, seed: int) -> list[torch.Tensor]:
@@ -215,8 +252,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO / "configs/raindiff_shanghai.yaml")
     parser.add_argument("--official-repo", type=Path, default=None)
-    parser.add_argument("--what", choices=("train", "sample", "all", "twa", "unet"), default="all")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --what unet")
+    parser.add_argument("--what", choices=("train", "sample", "all", "twa", "unet", "train_in_turn"), default="all")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --what unet / train_in_turn")
     parser.add_argument("--in-frames", type=int, default=5)
     parser.add_argument("--out-frames", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
@@ -226,7 +263,8 @@ def parse_args(argv=None):
                         help="override one of the config's model.init_args for our model (repeatable)")
     parser.add_argument("--twa-memory-gb", type=float, default=4.0, help="largest softmax score matrix to run")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--measure", choices=("train", "sample", "attention", "unet"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("train", "sample", "attention", "unet", "train_in_turn"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=("ours", "official"), default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="tokenwise", help=argparse.SUPPRESS)
     parser.add_argument("--side-tokens", type=int, default=64, help=argparse.SUPPRESS)
@@ -242,7 +280,7 @@ def main() -> None:
     args.model = args.model or ("raindiff" if init.get("tokenwise_attention", True) else "diffcast")
     if args.worker:
         measure = {"train": measure_train, "sample": measure_sample, "attention": measure_attention,
-                   "unet": measure_unet_calls}[args.measure]
+                   "unet": measure_unet_calls, "train_in_turn": measure_train_in_turn}[args.measure]
         print(json.dumps(measure(args)))
         return
     common = ["--config", str(args.config), "--in-frames", str(args.in_frames), "--out-frames", str(args.out_frames),
@@ -261,8 +299,8 @@ def main() -> None:
         for what in ("train", "sample"):
             if args.what in (what, "all"):
                 target |= _run_worker("--measure", what, "--side", side, *common)
-    if args.what == "unet":
-        result |= _run_worker("--measure", "unet", "--rounds", str(args.rounds), *common)
+    if args.what in ("unet", "train_in_turn"):
+        result |= _run_worker("--measure", args.what, "--rounds", str(args.rounds), *common)
     if args.what == "twa":
         result["twa_vs_softmax"] = attention_scaling(init.get("variant", "paper"), args.twa_memory_gb)
     if "official" in result:
