@@ -14,6 +14,8 @@ random weights. Every measurement runs in its own subprocess (peak RSS is per pr
   value range (mean absolute difference) of the DDIM-250 forecast from the same noise.
 * train_in_turn (``--what train_in_turn``): training steps of ours and the official code alternated
   ``--rounds`` times in one process after one warm-up step each; ratios of the fastest and of the median.
+* train_profile (``--what train_profile``): one training step of each side under ``torch.profiler``: self
+  CPU time of the convolutions (forward, backward) against the rest, and the largest other operators.
 * unet (``--what unet``): one denoiser call of ours and of the official U-Net, alternated ``--rounds`` times
   in one process, fastest of each: the per-call cost that dominates sampling (1000 calls per forecast).
 * twa (``--what twa``): Token-wise Attention against full softmax attention on square maps of 64^2 to 512^2
@@ -139,6 +141,27 @@ def measure_train_in_turn(args) -> dict:
             "rounds": args.rounds}
 
 
+CONVOLUTION_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward")
+
+
+def measure_train_profile(args) -> dict:
+    """Where one training step's time goes: ``torch.profiler`` self CPU time of the convolutions (forward
+    and backward) against everything else, after a warm-up step. Convolutions are the part both codes run
+    through the same oneDNN kernels; their share bounds how much faster the rest can make a step.
+    """
+    _, loss_fn, optimizer = _training_setup(args, args.side, *_batch(args))
+    _training_step(loss_fn, optimizer)
+    with torch.profiler.profile() as profile:
+        _training_step(loss_fn, optimizer)
+    events = profile.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    conv = {name: sum(e.self_cpu_time_total for e in events if e.key == name) / 1e6 for name in CONVOLUTION_OPS}
+    others = sorted((e for e in events if e.key not in CONVOLUTION_OPS), key=lambda e: -e.self_cpu_time_total)
+    return {"profiled_self_cpu_s": total, "convolution_forward_s": conv[CONVOLUTION_OPS[0]],
+            "convolution_backward_s": conv[CONVOLUTION_OPS[1]], "convolution_share": sum(conv.values()) / total,
+            "largest_other_ops_s": {e.key: e.self_cpu_time_total / 1e6 for e in others[:8]}}
+
+
 def _segment_noise(task_segments: int, shape, seed: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(shape, generator=generator) for _ in range(task_segments)]
@@ -252,7 +275,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=REPO / "configs/raindiff_shanghai.yaml")
     parser.add_argument("--official-repo", type=Path, default=None)
-    parser.add_argument("--what", choices=("train", "sample", "all", "twa", "unet", "train_in_turn"), default="all")
+    parser.add_argument("--what", choices=("train", "sample", "all", "twa", "unet", "train_in_turn",
+                                               "train_profile"), default="all")
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --what unet / train_in_turn")
     parser.add_argument("--in-frames", type=int, default=5)
     parser.add_argument("--out-frames", type=int, default=20)
@@ -263,7 +287,8 @@ def parse_args(argv=None):
                         help="override one of the config's model.init_args for our model (repeatable)")
     parser.add_argument("--twa-memory-gb", type=float, default=4.0, help="largest softmax score matrix to run")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--measure", choices=("train", "sample", "attention", "unet", "train_in_turn"),
+    parser.add_argument("--measure", choices=("train", "sample", "attention", "unet", "train_in_turn",
+                                              "train_profile"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=("ours", "official"), default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--attention", default="tokenwise", help=argparse.SUPPRESS)
@@ -280,7 +305,8 @@ def main() -> None:
     args.model = args.model or ("raindiff" if init.get("tokenwise_attention", True) else "diffcast")
     if args.worker:
         measure = {"train": measure_train, "sample": measure_sample, "attention": measure_attention,
-                   "unet": measure_unet_calls, "train_in_turn": measure_train_in_turn}[args.measure]
+                   "unet": measure_unet_calls, "train_in_turn": measure_train_in_turn,
+                   "train_profile": measure_train_profile}[args.measure]
         print(json.dumps(measure(args)))
         return
     common = ["--config", str(args.config), "--in-frames", str(args.in_frames), "--out-frames", str(args.out_frames),
@@ -299,10 +325,14 @@ def main() -> None:
         for what in ("train", "sample"):
             if args.what in (what, "all"):
                 target |= _run_worker("--measure", what, "--side", side, *common)
+        if args.what == "train_profile":
+            target["train_profile"] = _run_worker("--measure", "train_profile", "--side", side, *common)
     if args.what in ("unet", "train_in_turn"):
         result |= _run_worker("--measure", args.what, "--rounds", str(args.rounds), *common)
     if args.what == "twa":
         result["twa_vs_softmax"] = attention_scaling(init.get("variant", "paper"), args.twa_memory_gb)
+    if not result.get("official", True):
+        del result["official"]  # in-turn measurements report both sides at the top level
     if "official" in result:
         for key in ("train_step_s", "train_peak_rss_gb", "sample_s"):
             if key in result and key in result["official"]:
