@@ -1,6 +1,7 @@
 """RainDiffTask: loss (eq. 8), segment loop, teacher forcing, context switch, sampling, sizes, converter."""
 
 import math
+import pickle
 
 import pytest
 import torch
@@ -176,3 +177,19 @@ def test_activation_checkpointing_of_an_unknown_part_is_refused_by_name():
     with pytest.raises(ValueError, match=r"activation_checkpointing names unknown parts \['unet'\]; use true, false"):
         _task(activation_checkpointing=["denoiser", "unet"])
     assert _task(activation_checkpointing=False).checkpointed_parts == frozenset()
+
+
+def test_compiled_denoiser_samples_the_same_forecast_and_is_not_saved():
+    eager = _task().eval()
+    compiled = _task(compile_denoiser=True).eval()
+    compiled.compile_backend = "aot_eager"  # the compile path without inductor's C++ build (minutes on CI)
+    compiled.load_state_dict(eager.state_dict())
+    inputs, _ = _batch(eager)
+    with torch.no_grad():
+        forecasts = [task.forecast_rows(inputs, [torch.Generator().manual_seed(i) for i in range(2)])
+                     for task in (eager, compiled)]
+    assert "denoiser" in compiled._compiled and not eager._compiled
+    assert torch.allclose(forecasts[0], forecasts[1], atol=1e-5)
+    assert set(compiled.state_dict()) == set(eager.state_dict())
+    assert "compile_denoiser" not in compiled.hparams  # a run-time choice, never restored from a checkpoint
+    assert pickle.loads(pickle.dumps(compiled))._compiled == {}

@@ -14,7 +14,7 @@ normalised frames lie in [-2, 2].
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -124,7 +124,12 @@ class RainDiffNet(nn.Module):
         start = segment * self.in_frames
         return start, min(start + self.in_frames, self.out_frames)
 
-    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, condition: tuple[list, list], segment: int) -> Tensor:
-        """Denoiser output for segment ``segment`` given :meth:`condition`'s features: ``(B, S, C, H, W)``."""
+    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, condition: tuple[list, list], segment: int, *,
+                denoiser: Callable[..., Tensor] | None = None) -> Tensor:
+        """Denoiser output for segment ``segment`` given :meth:`condition`'s features: ``(B, S, C, H, W)``.
+
+        ``denoiser`` replaces :attr:`denoiser` for this call (e.g. a ``torch.compile`` of it).
+        """
         index = torch.full((x_t.shape[0],), segment, dtype=torch.long, device=x_t.device)
-        return self.denoiser(x_t, t, cond, None, index, features=condition[0 if segment == 0 else 1])
+        network = self.denoiser if denoiser is None else denoiser
+        return network(x_t, t, cond, None, index, features=condition[0 if segment == 0 else 1])

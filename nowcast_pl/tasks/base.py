@@ -43,6 +43,7 @@ Batch = dict[str, Tensor]
 RUNTIME_SETTINGS = (
     "eval_members", "predict_members", "member_chunk", "sampling_seed", "val_metrics_every_n_epochs",
     "panel_every_n_val_steps", "panel_leads", "sampler", "sampling_steps", "eta", "guidance_scale",
+    "compile_denoiser",
 )
 """Init arguments of tasks that are never saved in (nor restored from) a checkpoint."""
 
