@@ -19,7 +19,8 @@ random weights. Every measurement runs in its own subprocess (peak RSS is per pr
 * train_profile (``--what train_profile``): one training step of each side under ``torch.profiler``: self
   CPU time of the convolutions (forward, backward) against the rest, and the largest other operators.
 * unet (``--what unet``): one denoiser call of ours and of the official U-Net, alternated ``--rounds`` times
-  in one process, fastest of each: the per-call cost that dominates sampling (1000 calls per forecast).
+  in one process after one untimed call of each, fastest of each: the per-call cost that dominates sampling
+  (1000 calls per forecast).
 * twa (``--what twa``): Token-wise Attention against full softmax attention on square maps of 64^2 to 512^2
   tokens (dim 64, batch 1, forward only), time and peak RSS per case; cases whose n x n score matrix would not
   fit in memory are reported as skipped with its size.
@@ -226,10 +227,13 @@ def measure_unet_calls(args) -> dict:
         contexts = official.ctx_net.scan_ctx(torch.cat([inputs * 2 - 1, mean], dim=1))[0]
         condition = task.net.condition(task.net.encode(inputs * 2 - 1, mean))
     t, index = torch.tensor([500]), torch.tensor([1])
+    denoiser = task._sampling_denoiser()  # compiled with --model-arg compile_denoiser=true
     calls = {"official": lambda: official.model(x, t, cond=x, ctx=contexts, idx=index),
-             "ours": lambda: task.net.denoise(x, t, x, condition, 1)}
+             "ours": lambda: task.net.denoise(x, t, x, condition, 1, denoiser=denoiser)}
     times: dict[str, list[float]] = {"official": [], "ours": []}
     with torch.no_grad():
+        for call in calls.values():  # warm-up (and the compile, if any), not timed
+            call()
         for _ in range(args.rounds):
             for name, call in calls.items():
                 start = time.perf_counter()
