@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> dict:
         return result
     if str(REPO) not in sys.path:  # also when dispatched from benchmarks/model_cost.py
         sys.path.insert(0, str(REPO))
-    from benchmarks.parity_stldm import machine  # noqa: PLC0415
+    from benchmarks.parity_stldm import machine, report  # noqa: PLC0415
 
     whats = ("train", "sample") if args.what == "all" else (args.what,)
     result: dict = {"model": "stldm", "config": str(args.config), "batch": 1, "dtype": "float32", "device": "cpu"}
@@ -288,11 +288,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["alternating"] = run_isolated(args, "both", "alternate")
     result["command"] = " ".join(["python benchmarks/cost_stldm.py", *(sys.argv[1:] if argv is None else argv)])
     result["machine"] = machine()
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-    return result
+    return report(result, args.output)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ Prints one JSON object:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -102,18 +101,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--output", type=Path, help="also write the JSON here")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO))
-    from benchmarks.parity_stldm import machine  # noqa: PLC0415
+    from benchmarks.parity_stldm import machine, report  # noqa: PLC0415
 
     torch.manual_seed(0)
     result = {"dtype": "float32", "conv_layout": conv_layout(), "temporal_norm": temporal_norm(),
               "dilated_conv": dilated_conv(),
               "command": " ".join(["python benchmarks/cpu_kernels.py", *(sys.argv[1:] if argv is None else argv)]),
               "machine": machine()}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-    return result
+    return report(result, args.output)
 
 
 if __name__ == "__main__":

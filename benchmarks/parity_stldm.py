@@ -190,6 +190,15 @@ def machine() -> dict:
             "threads": torch.get_num_threads()}
 
 
+def report(result: dict, output: Path | None) -> dict:
+    """Print ``result`` as indented JSON and, when ``output`` is given, write it there too."""
+    text = json.dumps(result, indent=1)
+    print(text)
+    if output:
+        output.write_text(text + "\n")
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description="STLDM parity with sqfoo/stldm_official (fp32, CPU)")
     parser.add_argument("--official-repo", type=Path, required=True, help="checkout of sqfoo/stldm_official")
@@ -215,11 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
               "device": "cpu", "tolerance": TOLERANCE, "max_abs_diff": diffs,
               "pass": all(v <= TOLERANCE for v in diffs.values()),
               "machine": machine()}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.output:
-        args.output.write_text(text + "\n")
-    return result
+    return report(result, args.output)
 
 
 if __name__ == "__main__":
