@@ -188,8 +188,8 @@ def test_compiled_denoiser_samples_the_same_forecast_and_is_not_saved():
     with torch.no_grad():
         forecasts = [task.forecast_rows(inputs, [torch.Generator().manual_seed(i) for i in range(2)])
                      for task in (eager, compiled)]
-    assert "denoiser" in compiled._compiled and not eager._compiled
+    assert compiled._compiled_denoiser is not None and eager._compiled_denoiser is None
     assert torch.allclose(forecasts[0], forecasts[1], atol=1e-5)
     assert set(compiled.state_dict()) == set(eager.state_dict())
     assert "compile_denoiser" not in compiled.hparams  # a run-time choice, never restored from a checkpoint
-    assert pickle.loads(pickle.dumps(compiled))._compiled == {}
+    assert pickle.loads(pickle.dumps(compiled))._compiled_denoiser is None

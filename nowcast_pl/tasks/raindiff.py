@@ -87,7 +87,7 @@ class RainDiffTask(DiffusionTask):
         self.gamma, self.clip = gamma, (-1.0, 1.0) if clip_denoised else None
         self.checkpointed_parts = checkpointed_parts(activation_checkpointing)
         self.compile_denoiser = compile_denoiser
-        self._compiled: dict[str, Callable[..., Tensor]] = {}  # not a submodule: state_dict stays the net's
+        self._compiled_denoiser: Callable[..., Tensor] | None = None  # a function, not a submodule
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, in one line, a checkpoint of another architecture or Token-wise Attention variant."""
@@ -163,7 +163,7 @@ class RainDiffTask(DiffusionTask):
         ``torch.compile``, built once per process (compiled functions are not pickled with the task)."""
         if not self.compile_denoiser:
             return None
-        if "denoiser" not in self._compiled:
+        if self._compiled_denoiser is None:
             compiled = torch.compile(self.net.denoiser, backend=self.compile_backend)
 
             def denoiser(*args: Any, **kwargs: Any) -> Tensor:
@@ -172,11 +172,11 @@ class RainDiffTask(DiffusionTask):
                 except torch._dynamo.exc.BackendCompilerFailed as error:
                     raise _compile_failure(error) from error
 
-            self._compiled["denoiser"] = denoiser
-        return self._compiled["denoiser"]
+            self._compiled_denoiser = denoiser
+        return self._compiled_denoiser
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_compiled": {}}
+        return {**super().__getstate__(), "_compiled_denoiser": None}
 
     def forecast_rows(self, inputs: Tensor, generators: Sequence[torch.Generator],
                       x_T: Sequence[Tensor] | None = None) -> Tensor:
