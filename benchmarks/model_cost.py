@@ -19,8 +19,9 @@ random weights. Every measurement runs in its own subprocess (peak RSS is per pr
 * train_profile (``--what train_profile``): one training step of each side under ``torch.profiler``: self
   CPU time of the convolutions (forward, backward) against the rest, and the largest other operators.
 * unet (``--what unet``): one denoiser call of ours and of the official U-Net, alternated ``--rounds`` times
-  in one process after one untimed call of each, fastest of each: the per-call cost that dominates sampling
-  (1000 calls per forecast).
+  in one process after one untimed call of each (``first_call_s``: ours, including any compile), fastest of
+  each: the per-call cost that dominates sampling (1000 calls per forecast). With ``compile_denoiser``, our
+  uncompiled U-Net joins the rotation for ``compiled_to_eager_ratio``.
 * twa (``--what twa``): Token-wise Attention against full softmax attention on square maps of 64^2 to 512^2
   tokens (dim 64, batch 1, forward only), time and peak RSS per case; cases whose n x n score matrix would not
   fit in memory are reported as skipped with its size.
@@ -230,10 +231,15 @@ def measure_unet_calls(args) -> dict:
     denoiser = task._sampling_denoiser()  # compiled with --model-arg compile_denoiser=true
     calls = {"official": lambda: official.model(x, t, cond=x, ctx=contexts, idx=index),
              "ours": lambda: task.net.denoise(x, t, x, condition, 1, denoiser=denoiser)}
-    times: dict[str, list[float]] = {"official": [], "ours": []}
+    if denoiser is not None:  # the same U-Net uncompiled, for the compiled / eager ratio
+        calls["ours_eager"] = lambda: task.net.denoise(x, t, x, condition, 1)
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    warmup: dict[str, float] = {}
     with torch.no_grad():
-        for call in calls.values():  # warm-up (and the compile, if any), not timed
+        for name, call in calls.items():  # warm-up (and the compile, if any), not counted
+            start = time.perf_counter()
             call()
+            warmup[name] = time.perf_counter() - start
         for _ in range(args.rounds):
             for name, call in calls.items():
                 start = time.perf_counter()
@@ -241,9 +247,17 @@ def measure_unet_calls(args) -> dict:
                 times[name].append(time.perf_counter() - start)
     best = {name: min(values) for name, values in times.items()}
     median = {name: statistics.median(values) for name, values in times.items()}
-    return {"unet_call_s": best["ours"], "official_unet_call_s": best["official"],
-            "unet_call_ratio_to_official": best["ours"] / best["official"],
-            "unet_call_median_ratio_to_official": median["ours"] / median["official"], "rounds": args.rounds}
+    result = {"unet_call_s": best["ours"], "official_unet_call_s": best["official"],
+              "unet_call_ratio_to_official": best["ours"] / best["official"],
+              "unet_call_median_ratio_to_official": median["ours"] / median["official"], "rounds": args.rounds,
+              "first_call_s": warmup["ours"]}
+    if "ours_eager" in calls:
+        result |= {"eager_unet_call_s": best["ours_eager"],
+                   "compiled_to_eager_ratio": best["ours"] / best["ours_eager"],
+                   "compiled_to_eager_median_ratio": median["ours"] / median["ours_eager"]}
+        with torch.no_grad():
+            result["compiled_max_abs_diff"] = float((calls["ours"]() - calls["ours_eager"]()).abs().max())
+    return result
 
 
 def measure_attention(args) -> dict:

@@ -54,7 +54,7 @@ class RainDiffTask(DiffusionTask):
             ``"encoder"`` (each encoder level) and ``"denoiser"`` (each segment's U-Net call).
         sampling_steps: DDIM steps (250 as the paper); any core sampler and step count at test time.
         compile_denoiser: run-time; sample with ``torch.compile`` (inductor) of the U-Net. The first forecast
-            of a process compiles it (about 2 minutes on a 2-core CPU at the paper config; about 10 s when
+            of a process compiles it (about 2 minutes on a 2-core CPU at the paper config; about 8 s when
             inductor's on-disk cache already holds it; a new batch size, e.g. a smaller last
             ``member_chunk``, compiles once more); each denoiser call is then faster (fused normalisations
             and activations). Same values up to float rounding; needs a C++ compiler on CPU.
