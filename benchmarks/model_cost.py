@@ -16,8 +16,9 @@ random weights. Every measurement runs in its own subprocess (peak RSS is per pr
   value range (mean absolute difference) of the DDIM-250 forecast from the same noise.
 * train_in_turn (``--what train_in_turn``): training steps of ours and the official code alternated
   ``--rounds`` times in one process after one warm-up step each; ratios of the fastest and of the median.
-* train_profile (``--what train_profile``): one training step of each side under ``torch.profiler``: self
-  CPU time of the convolutions (forward, backward) against the rest, and the largest other operators.
+* train_profile (``--what train_profile``): training steps of ours and the official code alternated
+  ``--rounds`` times in one process, each with the wall-clock seconds of its convolutions (forward, including
+  recomputed passes, and backward) timed through a dispatch mode: how much of a step the rest is.
 * unet (``--what unet``): one denoiser call of ours and of the official U-Net, alternated ``--rounds`` times
   in one process after one untimed call of each (``first_call_s``: ours, including any compile), fastest of
   each: the per-call cost that dominates sampling (1000 calls per forecast). With ``compile_denoiser``, our
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_STEPS = (5, 8, 10, 15, 20, 25, 30, 40, 50)
@@ -145,25 +147,54 @@ def measure_train_in_turn(args) -> dict:
             "rounds": args.rounds}
 
 
-CONVOLUTION_OPS = ("aten::mkldnn_convolution", "aten::convolution_backward")
+class ConvolutionClock(TorchDispatchMode):
+    """Wall-clock seconds spent in convolutions (forward, backward) while active.
+
+    A dispatch mode sees every ATen call, including those of the backward pass; only the convolutions are
+    timed, so the overhead on the rest is one Python call per operator. ``torch.profiler`` is not used: its
+    per-operator overhead made our step (many small operators, recomputed passes) look ~40 % slower than it
+    runs, and the official one hardly at all (one-off comparison), which skews a comparison of the two.
+    """
+
+    OPERATORS = {torch.ops.aten.convolution.default: "forward", torch.ops.aten.convolution_backward.default: "backward"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = {"forward": 0.0, "backward": 0.0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kind = self.OPERATORS.get(func)
+        if kind is None:
+            return func(*args, **(kwargs or {}))
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.seconds[kind] += time.perf_counter() - start
+        return out
 
 
 def measure_train_profile(args) -> dict:
-    """Where one training step's time goes: ``torch.profiler`` self CPU time of the convolutions (forward
-    and backward) against everything else, after a warm-up step. Convolutions are the part both codes run
-    through the same oneDNN kernels; their share bounds how much faster the rest can make a step.
+    """Where a training step's time goes: wall-clock seconds in convolutions (forward, including recomputed
+    passes, and backward) against the whole step, for ours and the official code alternated ``--rounds``
+    times in one process after a warm-up step each. Convolutions run through the same oneDNN kernels in both
+    codes; the official step's convolution share bounds how much faster the rest can make a step.
     """
-    _, loss_fn, optimizer = _training_setup(args, args.side, *_batch(args))
-    _training_step(loss_fn, optimizer)
-    with torch.profiler.profile() as profile:
+    inputs, targets = _batch(args)
+    sides = {side: _training_setup(args, side, inputs, targets) for side in ("ours", "official")}
+    rows: dict[str, list[dict]] = {side: [] for side in sides}
+    for _, loss_fn, optimizer in sides.values():
         _training_step(loss_fn, optimizer)
-    events = profile.key_averages()
-    total = sum(e.self_cpu_time_total for e in events) / 1e6
-    conv = {name: sum(e.self_cpu_time_total for e in events if e.key == name) / 1e6 for name in CONVOLUTION_OPS}
-    others = sorted((e for e in events if e.key not in CONVOLUTION_OPS), key=lambda e: -e.self_cpu_time_total)
-    return {"profiled_self_cpu_s": total, "convolution_forward_s": conv[CONVOLUTION_OPS[0]],
-            "convolution_backward_s": conv[CONVOLUTION_OPS[1]], "convolution_share": sum(conv.values()) / total,
-            "largest_other_ops_s": {e.key: e.self_cpu_time_total / 1e6 for e in others[:8]}}
+    for _ in range(args.rounds):
+        for side, (_, loss_fn, optimizer) in sides.items():
+            with ConvolutionClock() as clock:
+                step = _training_step(loss_fn, optimizer)
+            convolutions = clock.seconds["forward"] + clock.seconds["backward"]
+            rows[side].append({"step_s": step, "convolution_forward_s": clock.seconds["forward"],
+                               "convolution_backward_s": clock.seconds["backward"],
+                               "other_s": step - convolutions, "convolution_share": convolutions / step})
+    fastest = {side: min(values, key=lambda row: row["step_s"]) for side, values in rows.items()}
+    return {"rounds": rows["ours"], "official_rounds": rows["official"], "fastest": fastest["ours"],
+            "official_fastest": fastest["official"],
+            "step_ratio_fastest": fastest["ours"]["step_s"] / fastest["official"]["step_s"]}
 
 
 def _segment_noise(task_segments: int, shape, seed: int) -> list[torch.Tensor]:
@@ -305,7 +336,8 @@ def parse_args(argv=None):
     parser.add_argument("--official-repo", type=Path, default=None)
     parser.add_argument("--what", choices=("train", "sample", "all", "twa", "unet", "train_in_turn",
                                                "train_profile"), default="all")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of --what unet / train_in_turn")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="alternating rounds of --what unet / train_in_turn / train_profile")
     parser.add_argument("--in-frames", type=int, default=5)
     parser.add_argument("--out-frames", type=int, default=20)
     parser.add_argument("--size", type=int, default=128)
@@ -353,9 +385,7 @@ def main() -> None:
         for what in ("train", "sample"):
             if args.what in (what, "all"):
                 target |= _run_worker("--measure", what, "--side", side, *common)
-        if args.what == "train_profile":
-            target["train_profile"] = _run_worker("--measure", "train_profile", "--side", side, *common)
-    if args.what in ("unet", "train_in_turn"):
+    if args.what in ("unet", "train_in_turn", "train_profile"):
         result |= _run_worker("--measure", args.what, "--rounds", str(args.rounds), *common)
     if args.what == "twa":
         result["twa_vs_softmax"] = attention_scaling(init.get("variant", "paper"), args.twa_memory_gb)
