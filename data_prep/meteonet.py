@@ -26,6 +26,7 @@ Nested ``.tar.gz`` archives are unpacked (npz files only) into ``--extract-to`` 
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import tarfile
 import zipfile
@@ -45,7 +46,8 @@ STEP_SECONDS = 300
 MISSING = 255
 MAX_DBZ = 70
 NPZ_NAME = re.compile(r"reflectivity_old_(NW|SE)_\d{4}_\d{2}\.\d+\.npz")
-NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error)
+# np.load(allow_pickle=True) unpickles a file that is not a zip, so random bytes end in UnpicklingError
+NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error, pickle.UnpicklingError)
 
 ENCODING = FrameEncoding(
     dtype="uint8",

@@ -3,7 +3,8 @@
 :func:`convert` lists the archive's events, skips those already committed to the store (a killed conversion
 resumes where it stopped), reads the others in worker processes and writes them in order in this process.
 At most ``2 * workers`` events are read ahead, so the peak memory does not grow with the archive. Every
-problem of the input ends in the report ``<dst>.report.json`` instead of stopping the conversion.
+problem of the input ends in the report ``<dst>.report.json`` instead of stopping the conversion; a
+conversion that writes no event at all fails (its report is still written) and leaves the store incomplete.
 
 While a conversion runs, the report entries of each event are appended to ``<dst>.report.partial.jsonl``
 before the event is committed, so that a resumed conversion still reports the events written before the
@@ -26,6 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, ReportEntry
+from data_prep.errors import UsageError
 from nowcast_pl.data.store import RadarStoreWriter
 
 _worker_converter: Converter | None = None
@@ -148,6 +150,7 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
     Raises:
         FileExistsError: if ``dst`` is a complete store and ``overwrite`` is False.
         StoreValidationError: if an unfinished store at ``dst`` was started with other settings.
+        UsageError: if no event could be written (the report is saved, the store is left incomplete).
     """
     start = time.perf_counter()
     dst = Path(dst)
@@ -177,6 +180,10 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         }
         summary["source_mb_per_s"] = round(summary["source_bytes"] / 1e6 / max(summary["seconds"], 1e-9), 3)
         report.save(report_path(dst), summary)
+        if writer.n_events == 0:
+            raise UsageError(f"{converter.name}: no event of {converter.src} could be converted; the "
+                             f"{len(report.entries)} entries of {report_path(dst)} say why for each file; "
+                             f"{dst} is left incomplete (check --src and the options, then rerun)")
         writer.finalize(conversion={k: summary[k] for k in ("source", "events_listed", "store_events",
                                                              "store_frames", "report_entries")},
                         conversion_report=report_path(dst).name)

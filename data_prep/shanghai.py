@@ -167,7 +167,12 @@ class ShanghaiConverter(Converter):
     def _h5_refs(self, report: ConversionReport) -> list[EventRef]:
         grid = self.grid or self._detect_grid()
         refs = []
-        with h5py.File(self.h5, "r") as h5:
+        try:
+            h5 = h5py.File(self.h5, "r")
+        except OSError as err:
+            report.add(self.h5, f"unreadable HDF5 ({err}); no window read", "skipped")
+            return refs
+        with h5:
             for group in _groups(h5):
                 keys = sorted((k for k in h5[group] if k.isdigit()), key=int)
                 _check_all_len(h5[group], group, len(keys), self.h5, report)
@@ -184,21 +189,26 @@ class ShanghaiConverter(Converter):
 
     def _detect_grid(self) -> tuple[int, int]:
         """Most common (H, W) of the first sequences' first frames or the first HDF5 windows."""
-        shapes = []
+        shapes, errors = [], []
         if self.h5:
-            with h5py.File(self.h5, "r") as h5:
-                for group in _groups(h5):
-                    keys = sorted((k for k in h5[group] if k.isdigit()), key=int)[:SAMPLE_FOR_GRID]
-                    shapes += [tuple(h5[group][k].shape[1:]) for k in keys if h5[group][k].ndim == 3]
+            try:
+                with h5py.File(self.h5, "r") as h5:
+                    for group in _groups(h5):
+                        keys = sorted((k for k in h5[group] if k.isdigit()), key=int)[:SAMPLE_FOR_GRID]
+                        shapes += [tuple(h5[group][k].shape[1:]) for k in keys if h5[group][k].ndim == 3]
+            except OSError as err:
+                errors.append(f"{self.h5}: unreadable HDF5 ({err})")
         else:
             for _, pngs in self._sequences()[:SAMPLE_FOR_GRID]:
                 try:
                     with Image.open(pngs[0]) as image:
                         shapes.append((image.height, image.width))
-                except OSError:
-                    continue
+                except OSError as err:
+                    errors.append(f"{pngs[0]}: unreadable PNG ({type(err).__name__}: {err})")
         if not shapes:
-            raise UsageError(f"shanghai: cannot tell the frame size from {self.src}; pass --grid H W")
+            first = f"; first error: {errors[0]}" if errors else ""
+            raise UsageError(f"shanghai: cannot tell the frame size from {self.src}{first}; check --src, or "
+                             "pass --grid H W to convert the readable frames")
         return Counter(shapes).most_common(1)[0][0]
 
 

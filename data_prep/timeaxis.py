@@ -114,7 +114,7 @@ def synthetic_starts(lengths: list[int] | np.ndarray, step_seconds: int) -> np.n
     """
     span = np.asarray(lengths, dtype=np.int64) * step_seconds
     days = np.maximum(1, -(-span // 86400))
-    first_day = np.r_[0, np.cumsum(days)[:-1]]
+    first_day = np.cumsum(days) - days  # days before each event; empty for no event
     return SYNTHETIC_EPOCH + first_day * _DAY
 
 
