@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--src", required=_needs_src(cls), type=Path, help="root of the raw archive")
         p.add_argument("--dst", required=True, type=Path, help="radar store to write (a *.zarr directory)")
         p.add_argument("--workers", type=int, default=1, help="reader processes (default 1)")
-        p.add_argument("--overwrite", action="store_true", help="delete an existing store first")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing store; only a radar store or an empty folder is deleted")
         p.add_argument("--skip-if-complete", action="store_true",
                        help="do nothing (exit 0) if --dst is already a complete store")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")

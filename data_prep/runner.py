@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, ReportEntry
 from data_prep.errors import UsageError
-from nowcast_pl.data.store import RadarStoreWriter
+from nowcast_pl.data.store import RadarStoreWriter, check_destination, is_radar_store
 
 _worker_converter: Converter | None = None
 
@@ -129,6 +129,27 @@ def _previous_entries(dst: Path, committed: set[str]) -> list[ReportEntry]:
     return list(dict.fromkeys(entries))  # an event re-read after an interruption logged its entries twice
 
 
+def check_apart(src: Path | None, dst: Path) -> None:
+    """Refuse a destination that is, holds or lies inside the source archive (symbolic links resolved).
+
+    Raises:
+        UsageError: naming both paths, if they overlap.
+    """
+    if src is None:
+        return
+    source, store = src.resolve(), dst.resolve()
+    if store == source:
+        where = "is"
+    elif source in store.parents:
+        where = "lies inside"
+    elif store in source.parents:
+        where = "contains"
+    else:
+        return
+    raise UsageError(f"--dst {dst} {where} the source archive --src {src}; a conversion never writes into (or "
+                     "deletes) its source: choose a --dst outside --src")
+
+
 def _store_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -141,25 +162,30 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         converter: the source, constructed with its options.
         dst: store directory (``*.zarr``).
         workers: reader processes; 1 reads in this process.
-        overwrite: delete an existing store (complete or not) first.
+        overwrite: delete an existing store (complete or not) first; only a radar store or an empty folder
+            is ever deleted, and a symbolic link is removed rather than its target.
         progress: show a progress bar (stderr).
 
     Returns:
         The summary written to ``<dst>.report.json`` (counts, frames, bytes, seconds).
 
     Raises:
-        FileExistsError: if ``dst`` is a complete store and ``overwrite`` is False.
+        FileExistsError: if ``dst`` is a complete store and ``overwrite`` is False, or ``dst`` is neither
+            absent, an empty folder nor a radar store (nothing is then written or deleted).
         StoreValidationError: if an unfinished store at ``dst`` was started with other settings.
-        UsageError: if no event could be written (the report is saved, the store is left incomplete).
+        UsageError: if ``dst`` and the converter's ``src`` overlap, or if no event could be written (the
+            report is saved, the store is left incomplete).
     """
     start = time.perf_counter()
     dst = Path(dst)
+    check_apart(converter.src, dst)
+    check_destination(dst)
     spec = converter.spec()
     report = ConversionReport()
     refs = converter.list_events(report)
     if overwrite:
         _partial_path(dst).unlink(missing_ok=True)
-    for leftover in dst.rglob("*.partial") if dst.exists() and not overwrite else ():
+    for leftover in dst.rglob("*.partial") if is_radar_store(dst) and not overwrite else ():
         leftover.unlink()  # temporary files of zarr writes cut by a kill
     with EventReader(converter, workers) as readers:
         writer = RadarStoreWriter(dst, frame_shape=spec.frame_shape, encoding=spec.encoding,

@@ -58,11 +58,13 @@ def test_command_line_mistakes_exit_2_with_one_line(argv, fragment, capsys):
 
 
 def test_archive_mistakes_exit_1_with_one_line(tmp_path, capsys):
-    assert main(["fmi", "--src", str(tmp_path / "nope"), "--dst", str(tmp_path / "s.zarr")]) == 1
+    src, dst = tmp_path / "raw", tmp_path / "s.zarr"
+    assert main(["fmi", "--src", str(src), "--dst", str(dst)]) == 1
     assert "does not exist" in _one_line_error(capsys)
-    assert main(["fmi", "--src", str(tmp_path), "--dst", str(tmp_path / "s.zarr")]) == 1
+    src.mkdir()
+    assert main(["fmi", "--src", str(src), "--dst", str(dst)]) == 1
     assert "no file under" in _one_line_error(capsys)
-    assert main(["fmi", "--src", str(tmp_path), "--dst", str(tmp_path / "s.zarr"), "--path-fmt", "",
+    assert main(["fmi", "--src", str(src), "--dst", str(dst), "--path-fmt", "",
                  "--fn-pattern", "%H"]) == 1
     assert "must contain a year" in _one_line_error(capsys)
 

@@ -98,13 +98,14 @@ def test_parallel_conversion_writes_the_same_store(broken_archive, tmp_path):
 def test_bom_corrupt_and_foreign_grid_files_become_missing_frames(tmp_path):
     rng = np.random.default_rng(5)
     times = time_steps(dt.datetime(2020, 10, 31), 5, step_minutes=10)
-    paths = [write_bom_file(tmp_path / t.strftime(BOM_NAME), bom_raw(rng, (24, 20)), t) for t in times]
+    paths = [write_bom_file(tmp_path / "raw" / t.strftime(BOM_NAME), bom_raw(rng, (24, 20)), t) for t in times]
     truncate(paths[1], 0.3)
     write_bom_file(paths[3], bom_raw(rng, (20, 20)), times[3])
-    summary = convert(BomConverter(tmp_path), tmp_path / "b.zarr", progress=False)
-    assert _entries(tmp_path / "b.zarr") == {(paths[1].name, "skipped"), (paths[3].name, "skipped")}
+    store = tmp_path / "b.zarr"
+    summary = convert(BomConverter(tmp_path / "raw"), store, progress=False)
+    assert _entries(store) == {(paths[1].name, "skipped"), (paths[3].name, "skipped")}
     assert summary["frames_missing"] == 2
-    np.testing.assert_array_equal(RadarStore(tmp_path / "b.zarr").frame_valid, [1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(RadarStore(store).frame_valid, [1, 0, 1, 0, 1])
 
 
 class Flaky(Converter):
@@ -129,7 +130,8 @@ class Flaky(Converter):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_exceptions_while_reading_become_report_entries(tmp_path, workers):
-    summary = convert(Flaky(tmp_path), tmp_path / "f.zarr", workers=workers, progress=False)
+    (tmp_path / "raw").mkdir()
+    summary = convert(Flaky(tmp_path / "raw"), tmp_path / "f.zarr", workers=workers, progress=False)
     assert (summary["events_written"], summary["events_empty"]) == (2, 2)
     entries = json.loads(report_path(tmp_path / "f.zarr").read_text())["entries"]
     assert [(e["file"], e["event"], e["action"]) for e in entries] == [("f1", "e1", "skipped"),

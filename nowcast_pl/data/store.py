@@ -9,6 +9,7 @@ by :meth:`RadarStoreWriter.finalize`, and the validator rejects incomplete store
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from zarr.codecs import ZstdCodec
 
 from nowcast_pl.data.schema import (
     EVENT_ARRAYS,
+    SCHEMA_VERSION,
     TIME_ARRAYS,
     TIME_UNITS,
     FrameEncoding,
@@ -33,6 +35,8 @@ from nowcast_pl.data.schema import (
 
 DEFAULT_SHARD_FRAMES = 64
 _INDEX_CHUNK = 65536
+#: Top-level entries of a radar store besides ``zarr.json`` (``*.partial`` are temporary files of zarr writes).
+STORE_MEMBERS = frozenset(TIME_ARRAYS + EVENT_ARRAYS + ("pixel_valid", "static_mask", "y", "x"))
 
 
 def to_epoch_seconds(times: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -52,6 +56,51 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
     # The arrays' own metadata, not the consolidated copy (for xarray), which an edit of a finished store
     # would leave stale: the validator must see what is on disk.
     return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
+
+
+def is_radar_store(path: str | Path) -> bool:
+    """Whether ``path`` is a radar store: a folder with a ``zarr.json`` whose ``schema`` attribute is ours, or
+    holding nothing but a store's members (a store whose creation was cut, or whose ``zarr.json`` is damaged)."""
+    path = Path(path)
+    if not (path / "zarr.json").is_file():
+        return False
+    names = {p.name for p in path.iterdir()}
+    if all(n == "zarr.json" or n in STORE_MEMBERS or n.endswith(".partial") for n in names):
+        return True
+    try:
+        return json.loads((path / "zarr.json").read_text()).get("attributes", {}).get("schema") == SCHEMA_VERSION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def check_destination(path: str | Path) -> None:
+    """Check that ``path`` is absent, an empty folder or a radar store: the only places a writer writes into,
+    and the only things an overwrite deletes.
+
+    Raises:
+        FileExistsError: if ``path`` is a file or a folder that is neither empty nor a radar store.
+    """
+    path = Path(path)
+    if not path.exists() or path.is_dir() and (is_radar_store(path) or not any(path.iterdir())):
+        return
+    raise FileExistsError(
+        f"{path} exists and is not a radar store nor an empty folder, so nothing is written into it or deleted; "
+        "choose another destination (--dst), or move it away yourself"
+    )
+
+
+def remove_store(path: str | Path) -> None:
+    """Delete the radar store (or empty folder) at ``path``; a symbolic link is removed, not its target.
+
+    Raises:
+        FileExistsError: from :func:`check_destination`, if ``path`` is anything else.
+    """
+    path = Path(path)
+    check_destination(path)
+    if path.is_symlink():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
 
 
 def consolidate(path: str | Path) -> None:
@@ -97,10 +146,11 @@ class RadarStoreWriter:
         pixel_masks: store a per-frame (T, H, W) bool ``pixel_valid`` array (e.g. HKO-7 ``.mask`` files).
         coords: optional ``{"y": array, "x": array}`` of projected coordinates (m), with attributes.
         layout: chunking and compression.
-        overwrite: delete an existing store at ``path`` first.
+        overwrite: delete an existing store at ``path`` first (only a radar store or an empty folder).
 
     Raises:
-        FileExistsError: if a complete store exists at ``path`` and ``overwrite`` is False.
+        FileExistsError: if a complete store exists at ``path`` and ``overwrite`` is False, or ``path`` is
+            neither absent, an empty folder nor a radar store (it is then left untouched).
         StoreValidationError: if an incomplete store exists but was started with other settings.
     """
 
@@ -121,8 +171,9 @@ class RadarStoreWriter:
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.encoding = encoding
         self.pixel_masks = pixel_masks
-        if overwrite and self.path.exists():
-            shutil.rmtree(self.path)
+        check_destination(self.path)
+        if overwrite:
+            remove_store(self.path)
         if (self.path / "zarr.json").exists():
             self.group = self._resume(metadata)
         else:
