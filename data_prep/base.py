@@ -133,6 +133,14 @@ class Converter(ABC):
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add source-specific command-line options (their dest names become ``__init__`` kwargs)."""
 
+    def content_options(self) -> dict[str, Any]:
+        """The options that shape the store's content, by their ``__init__`` keyword (= command-line dest)
+        names; recorded in the store so that a resumed conversion must use the same ones.
+
+        The default is the keyword options given to ``__init__``; a converter keeping them elsewhere overrides it.
+        """
+        return dict(self.options)
+
     @abstractmethod
     def spec(self) -> StoreSpec:
         """Describe the store this archive converts to."""

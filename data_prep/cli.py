@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 from data_prep.errors import UsageError
+from data_prep.recorded_options import check_same_options, options_record, stored_attributes
 from data_prep.registry import converters
 from data_prep.runner import convert, report_path
 from nowcast_pl.data.schema import StoreValidationError
@@ -65,22 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _is_complete(dst: Path) -> bool:
-    try:
-        return bool(json.loads((dst / "zarr.json").read_text()).get("attributes", {}).get("complete"))
-    except (OSError, ValueError):
-        return False
-
-
 def run(args: argparse.Namespace) -> dict | None:
-    """Convert as the parsed arguments say; None when skipped because the store is complete."""
-    if args.skip_if_complete and _is_complete(args.dst):
+    """Convert as the parsed arguments say; None when skipped because the store is complete.
+
+    A complete store is skipped (``--skip-if-complete``) only if it was converted with the same options.
+    """
+    options = {k: v for k, v in vars(args).items() if k not in COMMON}
+    record = options_record(args.source, args.src, options)
+    if args.skip_if_complete and (stored_attributes(args.dst) or {}).get("complete"):
+        check_same_options(args.dst, record)
         return None
     if args.workers < 1:
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
-    options = {k: v for k, v in vars(args).items() if k not in COMMON}
     converter = converters()[args.source](args.src, **options)
-    return convert(converter, args.dst, workers=args.workers, overwrite=args.overwrite, progress=args.progress)
+    return convert(converter, args.dst, workers=args.workers, overwrite=args.overwrite, progress=args.progress,
+                   options=record)
 
 
 def main(argv: list[str] | None = None) -> int:

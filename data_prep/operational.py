@@ -94,6 +94,9 @@ class OperationalConverter(Converter):
         self.to_dbz, self.zr = to_dbz, (zr_a, zr_b)
         self.licence = licence or self.licence
         self.citation = citation or self.citation
+        self._content = {"path_fmt": path_fmt, "fn_pattern": fn_pattern, "fn_ext": fn_ext, "timestep": timestep,
+                         "max_gap": max_gap, "max_event_frames": max_event_frames, "to_dbz": to_dbz, "zr_a": zr_a,
+                         "zr_b": zr_b, "licence": licence, "citation": citation, **options}
         self._discovery: Discovery | None = None
         self._spec: StoreSpec | None = None
         self._unit = ""
@@ -117,6 +120,9 @@ class OperationalConverter(Converter):
         group.add_argument("--zr-b", type=float, help="b of Z = a R^b (default: the importer's, else 1.6)")
         group.add_argument("--licence", help="licence of the data (default: the format's)")
         group.add_argument("--citation", help="how to cite the data (default: the format's)")
+
+    def content_options(self) -> dict[str, Any]:
+        return dict(self._content)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_discovery": None}

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, ReportEntry
 from data_prep.errors import UsageError
+from data_prep.recorded_options import ATTRIBUTE, check_same_options, converter_record
 from nowcast_pl.data.store import RadarStoreWriter, check_destination, is_radar_store
 
 _worker_converter: Converter | None = None
@@ -155,7 +156,7 @@ def _store_bytes(path: Path) -> int:
 
 
 def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrite: bool = False,
-            progress: bool = True) -> dict[str, Any]:
+            progress: bool = True, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Convert an archive into the radar store ``dst`` (or finish an interrupted conversion).
 
     Args:
@@ -165,6 +166,8 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         overwrite: delete an existing store (complete or not) first; only a radar store or an empty folder
             is ever deleted, and a symbolic link is removed rather than its target.
         progress: show a progress bar (stderr).
+        options: the record of the options that shape the content (see :mod:`data_prep.recorded_options`);
+            default: the converter's own.
 
     Returns:
         The summary written to ``<dst>.report.json`` (counts, frames, bytes, seconds).
@@ -173,14 +176,18 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         FileExistsError: if ``dst`` is a complete store and ``overwrite`` is False, or ``dst`` is neither
             absent, an empty folder nor a radar store (nothing is then written or deleted).
         StoreValidationError: if an unfinished store at ``dst`` was started with other settings.
-        UsageError: if ``dst`` and the converter's ``src`` overlap, or if no event could be written (the
-            report is saved, the store is left incomplete).
+        UsageError: if ``dst`` and the converter's ``src`` overlap, if an existing store at ``dst`` records
+            other options, or if no event could be written (the report is saved, the store is left incomplete).
     """
     start = time.perf_counter()
     dst = Path(dst)
     check_apart(converter.src, dst)
     check_destination(dst)
+    record = converter_record(converter) if options is None else options
+    if not overwrite:
+        check_same_options(dst, record)
     spec = converter.spec()
+    metadata = replace(spec.metadata, extra={**spec.metadata.extra, ATTRIBUTE: record})
     report = ConversionReport()
     refs = converter.list_events(report)
     if overwrite:
@@ -189,7 +196,7 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         leftover.unlink()  # temporary files of zarr writes cut by a kill
     with EventReader(converter, workers) as readers:
         writer = RadarStoreWriter(dst, frame_shape=spec.frame_shape, encoding=spec.encoding,
-                                  metadata=spec.metadata, static_mask=spec.static_mask,
+                                  metadata=metadata, static_mask=spec.static_mask,
                                   pixel_masks=spec.pixel_masks, coords=spec.coords, overwrite=overwrite)
         resumed = {ref.name for ref in refs if writer.has_event(ref.name)}
         listed = set(report.entries)

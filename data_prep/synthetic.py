@@ -66,6 +66,11 @@ class SyntheticConverter(Converter):
         except ValueError as error:
             raise UsageError(f"synthetic: {error} (check --size, --frames, --missing-frame-rate)") from error
 
+    def content_options(self) -> dict[str, Any]:
+        config = self.config
+        return {"events": self.events, "seed": self.seed, "frames": config.n_frames, "size": config.height,
+                "missing_frame_rate": config.missing_frame_rate}
+
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--events", type=int, default=64, help="number of events (default 64)")
