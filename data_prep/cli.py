@@ -1,5 +1,7 @@
 """``nowcast-prep <source> --src RAW --dst STORE [--workers N] [--overwrite]``: raw archive → radar store.
 
+``nowcast-prep validate STORE`` reads every chunk of a store and lists each damaged event.
+
 Also runnable as ``python -m data_prep``. ``nowcast-prep --help`` lists the sources with the raw layout each
 expects; ``nowcast-prep <source> --help`` adds that source's options. Mistakes the user can fix (a missing
 archive, an unknown source, a store that is already complete) end with one line on stderr and exit status 1
@@ -18,10 +20,12 @@ from data_prep.errors import UsageError
 from data_prep.recorded_options import check_same_options, options_record, stored_attributes
 from data_prep.registry import converters
 from data_prep.runner import convert, report_path
+from nowcast_pl.data.integrity import check_store
 from nowcast_pl.data.schema import StoreValidationError
 
 PROG = "nowcast-prep"
 USER_ERRORS = (UsageError, FileNotFoundError, FileExistsError, NotADirectoryError, StoreValidationError)
+VALIDATE = "validate"
 COMMON = ("source", "src", "dst", "workers", "overwrite", "skip_if_complete", "progress")
 
 
@@ -49,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Convert a raw radar archive into a nowcast_pl radar store (Zarr). "
                                  "An interrupted conversion resumes when the same command is run again.")
     sub = parser.add_subparsers(dest="source", metavar="SOURCE", required=True, parser_class=_Parser,
-                                help=f"one of: {', '.join(converters())}")
+                                help=f"one of: {', '.join(converters())}, or {VALIDATE} STORE")
     for name, cls in converters().items():
         summary = cls.layout_help.strip().splitlines()[0] if cls.layout_help else name
         p = sub.add_parser(name, help=summary, description=cls.layout_help,
@@ -57,12 +61,31 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--src", required=_needs_src(cls), type=Path, help="root of the raw archive")
         p.add_argument("--dst", required=True, type=Path, help="radar store to write (a *.zarr directory)")
         p.add_argument("--workers", type=int, default=1, help="reader processes (default 1)")
-        p.add_argument("--overwrite", action="store_true", help="replace an existing store; only a radar store or an empty folder is deleted")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace an existing store; only a radar store or an empty folder is deleted")
         p.add_argument("--skip-if-complete", action="store_true",
                        help="do nothing (exit 0) if --dst is already a complete store")
         p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
         cls.add_arguments(p)
+    check = sub.add_parser(VALIDATE, help="read every chunk of a radar store and list each damaged event",
+                           description="Read every chunk of a radar store; print one line per damaged event (array "
+                                       "and frame indices) and exit 1, or print one OK line and exit 0.")
+    check.add_argument("store", type=Path, help="radar store to check (a *.zarr directory)")
     return parser
+
+
+def validate(store: Path) -> int:
+    """``nowcast-prep validate STORE``: print each damage found in the store; the exit status (1 if damaged)."""
+    problems, counts = check_store(store)
+    for line in problems:
+        print(line)
+    if problems:
+        print(f"{PROG}: error: {store} is damaged ({len(problems)} problem(s) above); reconvert it with the "
+              "same command and --overwrite", file=sys.stderr)
+        return 1
+    print(f"{PROG}: {store}: OK, every chunk of its {counts['events']} events ({counts['frames']} frames) read",
+          file=sys.stderr)
+    return 0
 
 
 def run(args: argparse.Namespace) -> dict | None:
@@ -86,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``nowcast-prep``; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
+        if args.source == VALIDATE:
+            return validate(args.store)
         summary = run(args)
     except USER_ERRORS as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

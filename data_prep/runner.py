@@ -29,7 +29,8 @@ from tqdm import tqdm
 from data_prep.base import ConversionReport, Converter, EventData, EventRef, ReportEntry
 from data_prep.errors import UsageError
 from data_prep.recorded_options import ATTRIBUTE, check_same_options, converter_record
-from nowcast_pl.data.store import RadarStoreWriter, check_destination, is_radar_store
+from nowcast_pl.data.destination import check_destination, is_radar_store
+from nowcast_pl.data.store import RadarStoreWriter
 
 _worker_converter: Converter | None = None
 

@@ -9,8 +9,6 @@ by :meth:`RadarStoreWriter.finalize`, and the validator rejects incomplete store
 
 from __future__ import annotations
 
-import json
-import shutil
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,9 +20,10 @@ import numpy as np
 import zarr
 from zarr.codecs import ZstdCodec
 
+from nowcast_pl.data.destination import check_destination, remove_store
+from nowcast_pl.data.integrity import check_metadata, reading
 from nowcast_pl.data.schema import (
     EVENT_ARRAYS,
-    SCHEMA_VERSION,
     TIME_ARRAYS,
     TIME_UNITS,
     FrameEncoding,
@@ -35,8 +34,6 @@ from nowcast_pl.data.schema import (
 
 DEFAULT_SHARD_FRAMES = 64
 _INDEX_CHUNK = 65536
-#: Top-level entries of a radar store besides ``zarr.json`` (``*.partial`` are temporary files of zarr writes).
-STORE_MEMBERS = frozenset(TIME_ARRAYS + EVENT_ARRAYS + ("pixel_valid", "static_mask", "y", "x"))
 
 
 def to_epoch_seconds(times: Sequence[Any] | np.ndarray) -> np.ndarray:
@@ -56,51 +53,6 @@ def open_group(path: str | Path, mode: str = "r") -> zarr.Group:
     # The arrays' own metadata, not the consolidated copy (for xarray), which an edit of a finished store
     # would leave stale: the validator must see what is on disk.
     return zarr.open_group(str(path), mode=mode, zarr_format=3, use_consolidated=False)
-
-
-def is_radar_store(path: str | Path) -> bool:
-    """Whether ``path`` is a radar store: a folder with a ``zarr.json`` whose ``schema`` attribute is ours, or
-    holding nothing but a store's members (a store whose creation was cut, or whose ``zarr.json`` is damaged)."""
-    path = Path(path)
-    if not (path / "zarr.json").is_file():
-        return False
-    names = {p.name for p in path.iterdir()}
-    if all(n == "zarr.json" or n in STORE_MEMBERS or n.endswith(".partial") for n in names):
-        return True
-    try:
-        return json.loads((path / "zarr.json").read_text()).get("attributes", {}).get("schema") == SCHEMA_VERSION
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def check_destination(path: str | Path) -> None:
-    """Check that ``path`` is absent, an empty folder or a radar store: the only places a writer writes into,
-    and the only things an overwrite deletes.
-
-    Raises:
-        FileExistsError: if ``path`` is a file or a folder that is neither empty nor a radar store.
-    """
-    path = Path(path)
-    if not path.exists() or path.is_dir() and (is_radar_store(path) or not any(path.iterdir())):
-        return
-    raise FileExistsError(
-        f"{path} exists and is not a radar store nor an empty folder, so nothing is written into it or deleted; "
-        "choose another destination (--dst), or move it away yourself"
-    )
-
-
-def remove_store(path: str | Path) -> None:
-    """Delete the radar store (or empty folder) at ``path``; a symbolic link is removed, not its target.
-
-    Raises:
-        FileExistsError: from :func:`check_destination`, if ``path`` is anything else.
-    """
-    path = Path(path)
-    check_destination(path)
-    if path.is_symlink():
-        path.unlink()
-    elif path.exists():
-        shutil.rmtree(path)
 
 
 def consolidate(path: str | Path) -> None:
@@ -363,23 +315,35 @@ class RadarStore:
     Raises:
         FileNotFoundError: if there is no store at ``path``.
         StoreValidationError: if the store does not follow the schema.
+        DamagedStoreError: naming the file or array, if the store's metadata or index arrays are damaged.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        check_metadata(self.path)
         group = open_group(self.path)
-        validate_group(group, str(self.path))
+        with reading(self.path, "the store's metadata"):
+            members = set(group.array_keys())
+        # Read the 1-D arrays before validating, which reads some of them, so a damaged one is named.
+        index = {name: self._whole(group, name) for name in (*TIME_ARRAYS[1:], *EVENT_ARRAYS, "static_mask")
+                 if name in members}
+        with reading(self.path, "the store's metadata"):
+            validate_group(group, str(self.path))
         self.attrs = dict(group.attrs)
         self.encoding = FrameEncoding.from_attrs(str(group["frames"].dtype), dict(group["frames"].attrs))
         self.frame_shape = tuple(group["frames"].shape[1:])
-        self.times = np.asarray(group["time"][:]).astype("datetime64[s]")
-        self.event = np.asarray(group["event"][:])
-        self.frame_valid = np.asarray(group["frame_valid"][:])
-        self.event_names = np.array([str(n) for n in np.asarray(group["event_name"][:]).tolist()], dtype=object)
-        self.event_times = np.asarray(group["event_time"][:]).astype("datetime64[s]")
-        members = set(group.array_keys())
+        self.times = index["time"].astype("datetime64[s]")
+        self.event = index["event"]
+        self.frame_valid = index["frame_valid"]
+        self.event_names = np.array([str(n) for n in index["event_name"].tolist()], dtype=object)
+        self.event_times = index["event_time"].astype("datetime64[s]")
         self.has_pixel_masks = "pixel_valid" in members
-        self.static_mask = np.asarray(group["static_mask"][:]) if "static_mask" in members else None
+        self.static_mask = index.get("static_mask")
+
+    def _whole(self, group: zarr.Group, name: str) -> np.ndarray:
+        """All of a 1-D or 2-D array, read at opening; a damaged one raises a :class:`DamagedStoreError`."""
+        with reading(self.path, f"array '{name}'"):
+            return np.asarray(group[name][:])
 
     def __getstate__(self) -> dict[str, Any]:
         return {key: value for key, value in self.__dict__.items() if key != "_arrays"}
@@ -397,12 +361,23 @@ class RadarStore:
     def __len__(self) -> int:
         return int(self.times.size)
 
+    def _read(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Frames ``[start, stop)`` of a (T, H, W) array; damaged bytes raise a :class:`DamagedStoreError`
+        naming the array, the frames and their events."""
+        events = ", ".join(f"'{n}'" for n in self.event_names[np.unique(self.event[start:stop])])
+        with reading(self.path, f"array '{name}' frames {start}-{stop - 1} (event {events})"):
+            return self._arrays[name][start:stop]
+
     def read_raw(self, start: int, stop: int) -> np.ndarray:
-        """Raw frames ``[start, stop)`` as (T, H, W) of the store's integer dtype."""
-        return self._arrays["frames"][start:stop]
+        """Raw frames ``[start, stop)`` as (T, H, W) of the store's integer dtype.
+
+        Raises:
+            DamagedStoreError: naming the store, array, frames and events, if their bytes are damaged.
+        """
+        return self._read("frames", start, stop)
 
     def read_pixel_valid(self, start: int, stop: int) -> np.ndarray | None:
         """Per-frame pixel masks ``[start, stop)`` (T, H, W) bool, or None if the store has none."""
         if not self.has_pixel_masks:
             return None
-        return self._arrays["pixel_valid"][start:stop]
+        return self._read("pixel_valid", start, stop)
