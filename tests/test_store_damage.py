@@ -99,3 +99,12 @@ def test_validate_locates_an_overwritten_shard_to_its_frames(store, capsys):
     line = _one_line(capsys.readouterr().out)
     assert line.startswith(f"{store}: event 'ev005' (#5): array 'frames' frames 64-71 (frames 4-11 of the event) "
                            "cannot be read (ValueError: Stored and computed checksum do not match")
+
+
+def test_a_few_changed_bytes_inside_a_chunk_are_detected(store, capsys):
+    shard = store / LAST_SHARD
+    data = bytearray(shard.read_bytes())
+    data[100:104] = bytes(255 - b for b in data[100:104])  # inside the first chunk's compressed bytes
+    shard.write_bytes(bytes(data))
+    assert main(["validate", str(store)]) == 1
+    assert "Restored data doesn't match checksum" in _one_line(capsys.readouterr().out)

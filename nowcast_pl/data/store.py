@@ -72,7 +72,7 @@ class StoreLayout:
     Args:
         shard_frames: frames per shard file. Chunks are always one frame, so a window read touches only
             the frames it needs; shards bound the number of files (see ``benchmarks/store_layout.py``).
-        zstd_level: Zstandard compression level of each chunk.
+        zstd_level: Zstandard compression level of each chunk (each chunk also carries Zstd's checksum).
     """
 
     shard_frames: int = DEFAULT_SHARD_FRAMES
@@ -156,7 +156,8 @@ class RadarStoreWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(str(self.path), mode="w-", zarr_format=3)
         h, w = self.frame_shape
-        codecs = [ZstdCodec(level=layout.zstd_level)]
+        # Zstd's content checksum: a chunk whose bytes changed fails to decode instead of reading as other values.
+        codecs = [ZstdCodec(level=layout.zstd_level, checksum=True)]
         frame_kw = dict(chunks=(1, h, w), shards=(layout.shard_frames, h, w), compressors=codecs)
         index_kw = dict(chunks=(_INDEX_CHUNK,), compressors=codecs)
         enc = self.encoding
