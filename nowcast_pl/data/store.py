@@ -200,7 +200,7 @@ class RadarStoreWriter:
         return group
 
     def _resume(self, metadata: StoreMetadata) -> zarr.Group:
-        group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+        group = zarr.open_group(str(self.path), mode="r+", zarr_format=3, use_consolidated=False)
         attrs = dict(group.attrs)
         if attrs.get("complete"):
             raise FileExistsError(
@@ -297,10 +297,13 @@ class RadarStoreWriter:
         return frames
 
     def finalize(self, **extra_attrs: Any) -> None:
-        """Mark the store complete (optionally recording extra attributes such as a conversion report) and
-        consolidate its metadata."""
-        self.group.attrs.update({**extra_attrs, "complete": True})
+        """Consolidate the store's metadata, then mark it complete (optionally recording extra attributes such
+        as a conversion report) in one write of its ``zarr.json``, so a kill never leaves a complete store
+        without consolidated metadata."""
         consolidate(self.path)
+        # Opened with its consolidated metadata, which the attribute update then writes back unchanged.
+        group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
+        group.attrs.update({**extra_attrs, "complete": True})
         validate_group(open_group(self.path), str(self.path))
 
 
