@@ -25,6 +25,7 @@ Times are the file-name timestamps unchanged; whether these are UTC or Hong Kong
 from __future__ import annotations
 
 import argparse
+import pickle
 import re
 import zlib
 from collections import defaultdict
@@ -105,8 +106,12 @@ class Hko7Converter(Converter):
     def spec(self) -> StoreSpec:
         static = None
         if self.mask_dat is not None:
-            with np.load(self.mask_dat, allow_pickle=True, encoding="latin1") as npz:
-                static = np.asarray(npz["exclude_mask"]) == 0
+            try:
+                with np.load(self.mask_dat, allow_pickle=True, encoding="latin1") as npz:
+                    static = np.asarray(npz["exclude_mask"]) == 0
+            except (OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
+                raise UsageError(f"hko7: {self.mask_dat} is not a readable mask_dat.npz with exclude_mask "
+                                 f"({type(err).__name__}: {err}); replace it, or pass --mask-dat") from None
             if static.shape != GRID:
                 raise UsageError(f"hko7: {self.mask_dat} exclude_mask is {static.shape}, expected {GRID}")
         metadata = StoreMetadata(

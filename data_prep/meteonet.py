@@ -102,10 +102,14 @@ class MeteoNetConverter(Converter):
         extra = {"zone": self.zone, "grid": "EPSG:4326 regular 0.01 degree grid, row 0 = north"}
         coords = next(self.src.rglob(f"radar_coords_{self.zone}.npz"), None)
         if coords is not None:
-            with np.load(coords) as npz:
-                lats, lons = npz["lats"], npz["lons"]
-                extra.update(lat_first_last_row=[float(lats[0, 0]), float(lats[-1, 0])],
-                             lon_first_last_col=[float(lons[0, 0]), float(lons[0, -1])])
+            try:
+                with np.load(coords) as npz:
+                    lats, lons = npz["lats"], npz["lons"]
+            except NPZ_ERRORS as err:
+                raise UsageError(f"meteonet: {coords} is not a readable radar_coords npz with lats and lons "
+                                 f"({type(err).__name__}: {err}); replace or remove it") from None
+            extra.update(lat_first_last_row=[float(lats[0, 0]), float(lats[-1, 0])],
+                         lon_first_last_col=[float(lons[0, 0]), float(lons[0, -1])])
         metadata = StoreMetadata(
             title=f"MeteoNet {self.zone} reflectivity (old product)",
             source=f"Meteo-France MeteoNet, radar reflectivity_old_product, zone {self.zone}",

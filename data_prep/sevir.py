@@ -190,7 +190,11 @@ class SevirConverter(Converter):
 def _read_catalog(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"sevir: catalogue {path} not found; pass --catalog or check --src")
-    rows = pd.read_csv(path, low_memory=False)
+    try:
+        rows = pd.read_csv(path, low_memory=False)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise UsageError(f"sevir: {path} is not a readable CSV ({type(err).__name__}: {err}); is it the SEVIR "
+                         "CATALOG.csv? (pass --catalog)") from None
     missing = [c for c in CATALOG_COLUMNS if c not in rows.columns]
     if missing:
         raise UsageError(f"sevir: {path} lacks columns {missing}; is it the SEVIR CATALOG.csv?")

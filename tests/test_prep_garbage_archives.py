@@ -98,3 +98,17 @@ def test_random_shanghai_files_without_grid_name_the_file(layout, fragment, tmp_
     error = _one_line_error(capsys)
     assert f"{junk[0]}: {fragment}" in error and "--grid" in error
     assert not dst.exists()
+
+
+@pytest.mark.parametrize("source, file, fragment", [
+    ("sevir", "CATALOG.csv", "is not a readable CSV"),
+    ("hko7", "mask_dat.npz", "is not a readable mask_dat.npz"),
+    ("meteonet", "radar_coords_NW.npz", "is not a readable radar_coords npz"),
+])
+def test_a_random_bytes_archive_wide_file_is_named_in_one_line(source, file, fragment, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    {"sevir": _sevir, "hko7": _hko7, "meteonet": _meteonet}[source](raw)
+    junk = _junk(raw / file, 5)
+    assert main([source, "--src", str(raw), "--dst", str(tmp_path / "out.zarr"), "--no-progress"]) == 1
+    assert f"{source}: {junk} {fragment}" in _one_line_error(capsys)
+    assert not (tmp_path / "out.zarr").exists()
