@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from data_prep.cli import main
-from nowcast_pl.data import RadarDataModule, RadarStore, Split
+from nowcast_pl.data import RadarDataModule, RadarStore, RadarStoreWriter, Split
+from nowcast_pl.data.georef import model_grid
 from nowcast_pl.data.integrity import DamagedStoreError
-from tests.store_factory import write_moving_store
+from tests.store_factory import ENCODING, METADATA, event_times, write_moving_store
 
 # 6 events of 12 frames = 72 frames in two shards of 64 frames: frames/c/1/0/0 holds frames 64-71, the last
 # 8 frames (4-11) of event ev005.
@@ -108,3 +109,13 @@ def test_a_few_changed_bytes_inside_a_chunk_are_detected(store, capsys):
     shard.write_bytes(bytes(data))
     assert main(["validate", str(store)]) == 1
     assert "Restored data doesn't match checksum" in _one_line(capsys.readouterr().out)
+
+
+def test_damaged_coordinates_are_named_when_the_model_grid_is_read(tmp_path):
+    path = tmp_path / "georef.zarr"
+    coords = {"y": 1000.0 * np.arange(8), "x": 1000.0 * np.arange(8)}
+    with RadarStoreWriter(path, frame_shape=(8, 8), encoding=ENCODING, metadata=METADATA, coords=coords) as writer:
+        writer.append_event("a", event_times(0, 2), np.zeros((2, 8, 8), np.uint8))
+    _overwrite(path / "x" / "c" / "0")
+    with pytest.raises(DamagedStoreError, match=f"^{path}: array 'y' or 'x' cannot be read"):
+        model_grid(RadarStore(path), None, "bilinear")

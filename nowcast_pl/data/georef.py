@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from nowcast_pl.data.integrity import reading
 from nowcast_pl.data.store import RadarStore, open_group
 
 # Store units → the unit names of pysteps' metadata (its exporters accept these three).
@@ -85,7 +86,8 @@ def model_grid(store: RadarStore, frame_size: tuple[int, int] | None, resize_met
     group = open_group(store.path)
     projection = str(store.attrs.get("projection") or "")
     if {"y", "x"} <= set(group.array_keys()):
-        y, x = np.asarray(group["y"][:], np.float64), np.asarray(group["x"][:], np.float64)
+        with reading(store.path, "array 'y' or 'x'"):
+            y, x = np.asarray(group["y"][:], np.float64), np.asarray(group["x"][:], np.float64)
         return ModelGrid(resize_axis(y, h, resize_method), resize_axis(x, w, resize_method), projection, True)
     pixel = store.attrs.get("pixel_size_m")
     if pixel is None:
