@@ -215,7 +215,8 @@ def convert(converter: Converter, dst: str | Path, *, workers: int = 1, overwrit
         summary["source_mb_per_s"] = round(summary["source_bytes"] / 1e6 / max(summary["seconds"], 1e-9), 3)
         report.save(report_path(dst), summary)
         if writer.n_events == 0:
-            raise UsageError(f"{converter.name}: no event of {converter.src} could be converted; the "
+            source = "the source" if converter.src is None else converter.src
+            raise UsageError(f"{converter.name}: no event of {source} could be converted; the "
                              f"{len(report.entries)} entries of {report_path(dst)} say why for each file; "
                              f"{dst} is left incomplete (check --src and the options, then rerun)")
         writer.finalize(conversion={k: summary[k] for k in ("source", "events_listed", "store_events",
