@@ -103,14 +103,14 @@ def test_killed_conversions_resume_to_the_clean_store(tmp_path):
     clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
     appeared, total = _clean(clean)
     rng = np.random.default_rng(2026)
-    for _ in range(3):  # each kill lands in the first fifth of the writing, so progress stays partial
-        _kill_while_writing(killed, rng.uniform(0.0, 0.2) * (total - appeared))
+    for _ in range(3):  # each kill lands in the first tenth of the writing, so progress stays partial
+        _kill_while_writing(killed, rng.uniform(0.0, 0.1) * (total - appeared))
     # Mid-write: the frames of the next event are written (arrays resized) but the event is not committed.
     _kill_inside(killed, "zarr.Array", "__setitem__", "event_name", when=2)
     attrs = _attrs(killed)
     frames_on_disk = json.loads((killed / "frames" / "zarr.json").read_text())["shape"][0]
     assert not attrs["complete"] and frames_on_disk > attrs["n_frames_committed"] > 0
-    _kill_while_writing(killed, rng.uniform(0.0, 0.2) * (total - appeared))
+    _kill_while_writing(killed, rng.uniform(0.0, 0.1) * (total - appeared))
     # Mid-finalisation: the metadata is consolidated but the store not yet marked complete.
     _kill_inside(killed, "nowcast_pl.data.store", "consolidate", "", when=1)
     assert not _attrs(killed)["complete"]
