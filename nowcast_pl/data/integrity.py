@@ -135,15 +135,18 @@ def _damaged_frames(array: Any, check_fill: np.ndarray | None) -> dict[int, str]
 
 def _damaged_events(path: Path, array: Any, name: str, index: dict[str, np.ndarray]) -> list[str]:
     """One line per event with damaged frames in ``array``."""
-    check_fill = index.get("frame_valid") if name == "frames" else None
-    bad = _damaged_frames(array, None if check_fill is None else check_fill.astype(bool))
+    n_frames = array.shape[0]
+    valid = index.get("frame_valid")
+    check_fill = valid.astype(bool) if name == "frames" and valid is not None and valid.size == n_frames else None
+    bad = _damaged_frames(array, check_fill)
     if not bad:
         return []
     frames = np.array(sorted(bad))
     event = index.get("event")
+    event = event if event is not None and event.size == n_frames else None
     names = [str(n) for n in index["event_name"].tolist()] if "event_name" in index else None
     if event is None:
-        return [f"{path}: array '{name}' frames {_ranges(frames)} (events unknown: array 'event' is unreadable) "
+        return [f"{path}: array '{name}' frames {_ranges(frames)} (events unknown: array 'event' is unusable) "
                 f"cannot be read ({bad[int(frames[0])]})"]
     lines = []
     for k in np.unique(event[frames]):
