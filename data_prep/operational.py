@@ -14,10 +14,8 @@ frame (``frame_valid`` False) and a report entry; a frame's out-of-range values 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib.metadata
-import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from data_prep.patterns import Discovery, TimePattern
 from data_prep.timeline import Grid, build_events, infer_step_seconds, order_files
 from data_prep.units import encode_clipped, encoding_for_unit, rain_to_dbz
 from nowcast_pl.data.schema import FrameEncoding, StoreMetadata
+from nowcast_pl.pysteps_import import import_pysteps
 
 PYSTEPS_CITATION = (
     "Pulkkinen et al. (2019), Pysteps: an open-source Python library for probabilistic precipitation "
@@ -41,9 +40,7 @@ DEFAULT_ZR = (200.0, 1.6)  # Marshall-Palmer, where the importer states no Z-R r
 @functools.cache
 def pysteps_importer(name: str) -> Any:
     """The pysteps importer ``import_<name>``; pysteps' banner on import is silenced."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        from pysteps.io import get_method
-    return get_method(name, "importer")
+    return import_pysteps("pysteps.io").get_method(name, "importer")
 
 
 class OperationalConverter(Converter):

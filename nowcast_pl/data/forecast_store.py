@@ -15,9 +15,7 @@ Each window is one chunk, written as soon as it is forecast, so memory stays bou
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ import zarr
 from nowcast_pl.data.georef import ModelGrid
 from nowcast_pl.data.schema import TIME_UNITS
 from nowcast_pl.data.store import consolidate
+from nowcast_pl.pysteps_import import import_pysteps
 
 CF_CONVENTIONS = "CF-1.8"
 
@@ -106,8 +105,7 @@ def write_netcdf(folder: Path, *, window: int, init_time: int, forecast: np.ndar
     Returns:
         The path ``folder/forecast_<YYYYmmddTHHMMSS>_w<window>.nc``.
     """
-    with contextlib.redirect_stdout(io.StringIO()):
-        from pysteps.io import exporters
+    exporters = import_pysteps("pysteps.io.exporters")
     folder.mkdir(parents=True, exist_ok=True)
     start = dt.datetime.fromtimestamp(int(init_time), dt.timezone.utc).replace(tzinfo=None)
     prefix = f"forecast_{start:%Y%m%dT%H%M%S}_w{window:05d}"

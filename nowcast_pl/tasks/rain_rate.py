@@ -4,7 +4,8 @@ Reflectivity converts with the Marshall–Palmer relation Z = 200 R^1.6 (Marshal
 ``utils.conversion.to_rainrate`` default), Z in mm⁶/m³ and dBZ = 10 log10 Z. An accumulation in ``mm`` is
 taken over one time step (as the operational stores write it, e.g. BoM's 10-minute ``prcp-c10``). The dB
 transform of a rain rate is 10 log10 R with rates below 0.1 mm/h set to −15 dB (pysteps examples).
-pysteps is imported where it is used, so importing the tasks does not import it.
+pysteps is imported where it is used (:func:`nowcast_pl.pysteps_import.import_pysteps`), so importing the
+tasks does not import it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from nowcast_pl.data.transforms import unit_to_physical
+from nowcast_pl.pysteps_import import import_pysteps
 
 MARSHALL_PALMER_A = 200.0
 MARSHALL_PALMER_B = 1.6
@@ -64,8 +66,7 @@ def from_rain_rate(rate: np.ndarray, units: str, time_step_minutes: float) -> np
 
 def rain_rate_db(rate: np.ndarray) -> np.ndarray:
     """mm/h → dB (10 log10 R), rates below 0.1 mm/h set to −15 dB (pysteps ``dB_transform``)."""
-    from pysteps.utils import transformation  # pysteps prints a line when imported: only when used
-
+    transformation = import_pysteps("pysteps.utils.transformation")
     decibels, _ = transformation.dB_transform(rate, threshold=RAIN_THRESHOLD_MM_H, zerovalue=ZERO_VALUE_DB)
     return decibels
 
