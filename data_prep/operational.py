@@ -26,8 +26,9 @@ from data_prep.base import ConversionReport, Converter, EventData, EventRef, Sto
 from data_prep.errors import UsageError
 from data_prep.patterns import Discovery, TimePattern
 from data_prep.timeline import Grid, build_events, infer_step_seconds, order_files
-from data_prep.units import encode_clipped, encoding_for_unit, rain_to_dbz
+from data_prep.units import encode_clipped, encoding_for_unit, rain_quantity, rain_to_dbz
 from nowcast_pl.data.schema import FrameEncoding, StoreMetadata
+from nowcast_pl.data.units import same_units
 from nowcast_pl.pysteps_import import import_pysteps
 
 PYSTEPS_CITATION = (
@@ -176,9 +177,11 @@ class OperationalConverter(Converter):
         self.title, self.institution = self.producer(first)
         self._unit, self._accutime = meta.get("unit", ""), float(meta.get("accutime") or 0.0)
         if self.to_dbz:
-            if self._unit not in ("mm/h", "mm"):
+            try:
+                rain_quantity(self._unit)
+            except ValueError:
                 raise UsageError(f"{self.name}: --to-dbz converts rain (mm/h or mm) but {first} is in "
-                                 f"{self._unit!r}; drop --to-dbz")
+                                 f"{self._unit!r}; drop --to-dbz") from None
             a, b = (self.zr[0] or meta.get("zr_a") or DEFAULT_ZR[0], self.zr[1] or meta.get("zr_b") or DEFAULT_ZR[1])
             self.zr = (float(a), float(b))
             comment = f"converted from {self._unit} with Z = {a:g} R^{b:g} (R in mm/h); dry pixels = -32 dBZ"
@@ -191,7 +194,7 @@ class OperationalConverter(Converter):
                  "pysteps_version": importlib.metadata.version("pysteps"), "file_pattern": self.pattern.pattern,
                  "time_convention": "nominal product time from the file name (end of the accumulation period "
                                     "for accumulations)"}
-        if self._unit == "mm" and self._accutime:
+        if self._accutime and same_units(self._unit, "mm"):
             extra["accumulation_minutes"] = self._accutime
         metadata = StoreMetadata(
             title=self.title, source=f"{self.institution}; read with pysteps import_{self.importer}",
