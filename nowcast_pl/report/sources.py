@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import xarray as xr
 import yaml
 
+from nowcast_pl.data.forecast_store import open_forecast
 from nowcast_pl.data.units import same_units
 from nowcast_pl.tasks.base import RUNTIME_SETTINGS, NowcastTask
 
@@ -59,7 +59,7 @@ class StoreSource:
 
     def __init__(self, name: str, path: Path, datamodule: Any, members: int) -> None:
         self.name, self.path = name, path
-        forecast = xr.open_zarr(path)["forecast"]
+        forecast = open_forecast(path)["forecast"]
         expected = (datamodule.out_frames, *(datamodule.frame_size or datamodule.store.frame_shape))
         found = (forecast.sizes["lead_time"], forecast.sizes["y"], forecast.sizes["x"])
         if found != tuple(expected) or not same_units(str(forecast.attrs.get("units")), datamodule.units):
