@@ -2,12 +2,13 @@
 
 import logging
 
+import numpy as np
 import pytest
 
 from nowcast_pl.cli import main
-from nowcast_pl.data import RadarDataModule, Split
+from nowcast_pl.data import RadarDataModule, RadarStoreWriter, Split
 from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.store_factory import ENCODING, METADATA, event_times, moving_frames, write_moving_store
 
 ALL_FRAMES = list(range(12))
 
@@ -48,3 +49,18 @@ def test_fitting_on_an_all_nan_store_is_an_error_naming_the_batch(tmp_path, caps
     assert len(errors) == 1
     assert errors[0].startswith("nowcast: error: ValueError: training batch 0 (global step 0, windows [")
     assert "has no valid target pixel, so its loss would be 0" in errors[0]
+
+
+@pytest.mark.parametrize("mask", ["static_mask", "pixel_valid"])
+def test_masked_out_pixels_count_as_missing(tmp_path, mask):
+    # One 12-frame event whose frames hold data, but the masks exclude every pixel of frames 4..11 (pixel_valid)
+    # or of the whole grid (static_mask): 5 windows, targets 4..7 .. 8..11.
+    frames = moving_frames(np.random.default_rng(0), 12, 16)
+    pixel_valid = np.ones((12, 16, 16), dtype=bool)
+    pixel_valid[4:] = False
+    kwargs = {"static_mask": np.zeros((16, 16), dtype=bool)} if mask == "static_mask" else {"pixel_masks": True}
+    with RadarStoreWriter(tmp_path / "s.zarr", frame_shape=(16, 16), encoding=ENCODING, metadata=METADATA,
+                          **kwargs) as writer:
+        writer.append_event("ev000", event_times(0, 12), frames,
+                            pixel_valid=pixel_valid if mask == "pixel_valid" else None)
+    assert _setup(tmp_path / "s.zarr", {"train": Split()}).windows_without_valid_pixel == {"train": 5}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
+from nowcast_pl.data import replace
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
 from tests.cli_helpers import write_config
 from tests.store_factory import write_moving_store
@@ -106,3 +107,26 @@ def test_killing_predict_while_it_writes_keeps_the_previous_forecast(tmp_path):
     np.testing.assert_array_equal(ds["forecast"].values, expected)
     assert ds.attrs["complete"] is True
     assert sorted(p.name for p in target.parent.iterdir()) == ["config.yaml", "forecast.zarr"]
+
+
+def _directory(path: Path, text: str) -> Path:
+    path.mkdir()
+    (path / "zarr.json").write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "rename-aside"])
+def test_replace_directory_swaps_in_the_new_store_and_removes_the_old(tmp_path, monkeypatch, exchange):
+    if not exchange:
+        monkeypatch.setattr(replace, "_exchange", lambda first, second: False)
+    new, target = _directory(tmp_path / "f.zarr.partial", "new"), _directory(tmp_path / "f.zarr", "old")
+    replace.replace_directory(new, target)
+    assert (target / "zarr.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["f.zarr"]
+
+
+def test_replace_directory_recovers_from_a_kill_between_the_fallback_renames(tmp_path):
+    # The rename-aside fallback killed after moving the old store aside: the target is missing for a moment.
+    _directory(tmp_path / "f.zarr.old", "old")
+    new = _directory(tmp_path / "f.zarr.partial", "new")
+    replace.replace_directory(new, tmp_path / "f.zarr")
+    assert (tmp_path / "f.zarr/zarr.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["f.zarr"]
