@@ -47,7 +47,7 @@ def test_fitting_on_an_all_nan_store_is_an_error_naming_the_batch(tmp_path, caps
     assert exit_info.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("nowcast: error:")]
     assert len(errors) == 1
-    assert errors[0].startswith("nowcast: error: ValueError: training batch 0 (global step 0, windows [")
+    assert errors[0].startswith("nowcast: error: ValueError: the training batch of global step 0 (windows [")
     assert "has no valid target pixel, so its loss would be 0" in errors[0]
 
 

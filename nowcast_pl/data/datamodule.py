@@ -217,6 +217,21 @@ class RadarDataModule(pl.LightningDataModule):
                                   value_range=self.value_range, frame_size=self.frame_size,
                                   resize_method=self.resize_method, antialias=self.antialias)
 
+    def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Refuse a training batch without any valid target pixel: the masked loss over it would be a silent 0.
+
+        Checked on the batch's CPU copy, so that training on a GPU does not wait for the device every step.
+        """
+        trainer = self.trainer
+        if trainer is not None and trainer.training and not bool(batch["target_mask"].any()):
+            raise ValueError(
+                f"the training batch of global step {trainer.global_step} (windows {batch['window'].tolist()} of "
+                f"the train split of {self.store_path}) has no valid target pixel, so its loss would be 0: the "
+                "store's target frames there are missing or all NaN (see the warning at set-up); narrow "
+                "data.splits.train or fix the store"
+            )
+        return batch
+
     def _loader(self, split_name: str, *, train: bool) -> DataLoader:
         dataset = self.datasets[split_name]
         trainer = self.trainer

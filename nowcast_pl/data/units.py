@@ -23,8 +23,8 @@ import pint
 REFERENCE_UNITS = {"reflectivity": "dBZ", "rain_rate": "mm/h", "rain_accumulation": "mm"}
 
 # UDUNITS writes exponents as trailing integers ("h-1", "m2"); pint needs "**". A signed integer right after a
-# letter is an exponent.
-_EXPONENT = re.compile(r"(?<=[A-Za-z])([+-]?\d+)")
+# letter is an exponent, unless the letter is the "e" of a number such as "1e-3".
+_EXPONENT = re.compile(r"(?<=[A-Za-z])(?<![0-9][eE])([+-]?\d+)")
 
 REGISTRY = pint.UnitRegistry(preprocessors=[lambda text: _EXPONENT.sub(r"**\1", text)])
 # Reflectivity factor in decibels: its own dimension, so it is never converted to or from a linear unit.

@@ -283,7 +283,6 @@ class NowcastTask(pl.LightningModule):
             self._submodule(name).eval()
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
-        _check_valid_targets(batch, batch_idx, self.global_step)
         losses = self.training_loss(batch)
         self.log_dict({f"train/{k}": v.detach() for k, v in losses.items()}, prog_bar=True,
                       batch_size=batch["inputs"].shape[0])
@@ -435,16 +434,6 @@ class NowcastTask(pl.LightningModule):
         members = self.effective_members(self.predict_members)
         forecast = self.sample(batch["inputs"], members, windows=batch["window"])
         return {"forecast": forecast, "init_time": batch["init_time"], "window": batch["window"]}
-
-
-def _check_valid_targets(batch: Batch, batch_idx: int, step: int) -> None:
-    """Refuse a training batch without any valid target pixel: its masked loss would be a silent 0."""
-    mask = batch.get("target_mask")
-    if mask is not None and not bool(mask.any()):
-        windows = batch["window"].tolist() if "window" in batch else "?"
-        raise ValueError(f"training batch {batch_idx} (global step {step}, windows {windows}) has no valid target "
-                         "pixel, so its loss would be 0: the store's target frames there are missing or all NaN "
-                         "(see the data module's warning at set-up); narrow data.splits.train or fix the store")
 
 
 def _compute_and_reset(metrics: MetricCollection) -> dict[str, float]:
