@@ -211,7 +211,8 @@ class RadarDataModule(pl.LightningDataModule):
         self.windows_without_valid_pixel[split_name] = int(empty.sum())
         if empty.any() and (self.trainer is None or self.trainer.is_global_zero):
             log.warning("%s: %d of %d windows have no valid pixel in their %d target frames (missing or all-NaN "
-                        "frames of %s); training on such a batch is an error; narrow the split or fix the store",
+                        "frames of %s): their loss and scores are undefined, and a training batch of only such "
+                        "windows is an error; narrow the split or fix the store",
                         split_name, empty.sum(), empty.size, self.out_frames, store.path)
         return RadarWindowDataset(store, starts, in_frames=self.in_frames, out_frames=self.out_frames,
                                   value_range=self.value_range, frame_size=self.frame_size,
