@@ -1,11 +1,12 @@
 """Windows without any valid pixel are counted at set-up, and a training batch of them is an error, not a 0 loss."""
 
 import logging
+import math
 
 import numpy as np
 import pytest
 
-from nowcast_pl.cli import main
+from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data import RadarDataModule, RadarStoreWriter, Split
 from tests.cli_helpers import write_config
 from tests.store_factory import ENCODING, METADATA, event_times, moving_frames, write_moving_store
@@ -64,3 +65,13 @@ def test_masked_out_pixels_count_as_missing(tmp_path, mask):
         writer.append_event("ev000", event_times(0, 12), frames,
                             pixel_valid=pixel_valid if mask == "pixel_valid" else None)
     assert _setup(tmp_path / "s.zarr", {"train": Split()}).windows_without_valid_pixel == {"train": 5}
+
+
+def test_validation_windows_without_a_valid_pixel_do_not_count_as_a_zero_loss(tmp_path):
+    # Event 3 holds the validation windows of write_config; all its frames are no-data.
+    store = write_moving_store(tmp_path / "s.zarr", no_data={3: ALL_FRAMES})
+    cfg = write_config(tmp_path / "c.yaml", store)
+    cli = build_cli(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--trainer.logger", "false"])
+    assert cli.datamodule.windows_without_valid_pixel == {"train": 0, "val": 4}
+    assert math.isnan(cli.trainer.callback_metrics["val/loss"])
+    assert math.isfinite(cli.trainer.callback_metrics["train/loss"])
