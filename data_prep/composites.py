@@ -18,6 +18,7 @@ import numpy as np
 from data_prep.operational import PYSTEPS_CITATION, OperationalConverter
 from data_prep.units import encoding_for_unit
 from nowcast_pl.data.schema import FrameEncoding
+from nowcast_pl.data.units import same_units
 
 _COMMON_HELP = """
 Files are found under --src with the pattern PATH_FMT/FN_PATTERN.FN_EXT (strftime directives %Y %y %m %d %j
@@ -70,7 +71,7 @@ encoding is kept.
         """
         with netCDF4.Dataset(path) as ds:
             var = ds.variables["precipitation"]
-            if getattr(var, "units", "") not in ("kg m-2", "mm"):
+            if not same_units(getattr(var, "units", ""), "mm"):
                 raise ValueError(f"'precipitation' has units {getattr(var, 'units', None)!r}, expected kg m-2")
             values = np.ma.filled(np.ma.asarray(var[:], dtype=np.float64), np.nan)
             accutime = (int(ds.variables["valid_time"][:]) - int(ds.variables["start_time"][:])) / 60.0

@@ -14,10 +14,8 @@ frame (``frame_valid`` False) and a report entry; a frame's out-of-range values 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib.metadata
-import io
 import warnings
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,10 @@ from data_prep.base import ConversionReport, Converter, EventData, EventRef, Sto
 from data_prep.errors import UsageError
 from data_prep.patterns import Discovery, TimePattern
 from data_prep.timeline import Grid, build_events, infer_step_seconds, order_files
-from data_prep.units import encode_clipped, encoding_for_unit, rain_to_dbz
+from data_prep.units import encode_clipped, encoding_for_unit, rain_quantity, rain_to_dbz
 from nowcast_pl.data.schema import FrameEncoding, StoreMetadata
+from nowcast_pl.data.units import same_units
+from nowcast_pl.pysteps_import import import_pysteps
 
 PYSTEPS_CITATION = (
     "Pulkkinen et al. (2019), Pysteps: an open-source Python library for probabilistic precipitation "
@@ -41,9 +41,7 @@ DEFAULT_ZR = (200.0, 1.6)  # Marshall-Palmer, where the importer states no Z-R r
 @functools.cache
 def pysteps_importer(name: str) -> Any:
     """The pysteps importer ``import_<name>``; pysteps' banner on import is silenced."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        from pysteps.io import get_method
-    return get_method(name, "importer")
+    return import_pysteps("pysteps.io").get_method(name, "importer")
 
 
 class OperationalConverter(Converter):
@@ -185,9 +183,11 @@ class OperationalConverter(Converter):
         self.title, self.institution = self.producer(first)
         self._unit, self._accutime = meta.get("unit", ""), float(meta.get("accutime") or 0.0)
         if self.to_dbz:
-            if self._unit not in ("mm/h", "mm"):
+            try:
+                rain_quantity(self._unit)
+            except ValueError:
                 raise UsageError(f"{self.name}: --to-dbz converts rain (mm/h or mm) but {first} is in "
-                                 f"{self._unit!r}; drop --to-dbz")
+                                 f"{self._unit!r}; drop --to-dbz") from None
             a, b = (self.zr[0] or meta.get("zr_a") or DEFAULT_ZR[0], self.zr[1] or meta.get("zr_b") or DEFAULT_ZR[1])
             self.zr = (float(a), float(b))
             comment = f"converted from {self._unit} with Z = {a:g} R^{b:g} (R in mm/h); dry pixels = -32 dBZ"
@@ -200,7 +200,7 @@ class OperationalConverter(Converter):
                  "pysteps_version": importlib.metadata.version("pysteps"), "file_pattern": self.pattern.pattern,
                  "time_convention": "nominal product time from the file name (end of the accumulation period "
                                     "for accumulations)"}
-        if self._unit == "mm" and self._accutime:
+        if self._accutime and same_units(self._unit, "mm"):
             extra["accumulation_minutes"] = self._accutime
         metadata = StoreMetadata(
             title=self.title, source=f"{self.institution}; read with pysteps import_{self.importer}",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from nowcast_pl.data.schema import FrameEncoding
+from nowcast_pl.data.units import quantity_of, same_units
 
 UNIT_ENCODINGS = {
     "dBZ": dict(dtype="uint8", units="dBZ", quantity="reflectivity", fill_value=255,
@@ -34,15 +35,30 @@ UNIT_ENCODINGS = {
 RAIN_QUANTITIES = ("rain_rate", "rain_accumulation")
 
 
+def rain_quantity(unit: str) -> tuple[str, float]:
+    """``("rain_rate", factor to mm/h)`` or ``("rain_accumulation", factor to mm)`` of an importer unit.
+
+    Raises:
+        ValueError: if ``unit`` is neither (e.g. ``"dBZ"``), naming it.
+    """
+    try:
+        return quantity_of(unit, RAIN_QUANTITIES)
+    except ValueError:
+        raise ValueError(f"cannot convert unit {unit!r} to dBZ; expected a rain rate (mm/h) or an "
+                         "accumulation (mm)") from None
+
+
 def encoding_for_unit(unit: str, long_name: str, comment: str = "") -> FrameEncoding:
-    """The store encoding of an importer unit (``"dBZ"``, ``"mm/h"`` or ``"mm"``, as pysteps names them).
+    """The store encoding of an importer unit (``"dBZ"``, ``"mm/h"`` or ``"mm"`` as pysteps names them, or
+    another spelling of one of them, e.g. ``"mm h-1"``).
 
     Raises:
         ValueError: for another unit.
     """
-    if unit not in UNIT_ENCODINGS:
+    known = next((name for name in UNIT_ENCODINGS if same_units(unit, name)), None)
+    if known is None:
         raise ValueError(f"no store encoding for unit {unit!r}; known units: {sorted(UNIT_ENCODINGS)}")
-    return FrameEncoding(long_name=long_name, comment=comment, **UNIT_ENCODINGS[unit])
+    return FrameEncoding(long_name=long_name, comment=comment, **UNIT_ENCODINGS[known])
 
 
 def valid_raw_range(encoding: FrameEncoding) -> tuple[int, int]:
@@ -88,8 +104,8 @@ def rain_to_dbz(values: np.ndarray, unit: str, *, accutime_minutes: float, zr_a:
     """Rain rate or accumulation → reflectivity through ``Z = a R^b``.
 
     Args:
-        values: (H, W) rain rate (mm/h) or accumulation (mm over ``accutime_minutes``), NaN where no data.
-        unit: ``"mm/h"`` or ``"mm"``.
+        values: (H, W) rain rate or accumulation (over ``accutime_minutes``), NaN where no data.
+        unit: units of ``values``: a rain rate (``"mm/h"``) or an accumulation (``"mm"``), any spelling.
         accutime_minutes: accumulation period; an accumulation is first turned into the mean rate
             ``R = acc * 60 / accutime`` (mm/h).
         zr_a: the ``a`` of ``Z = a R^b`` (Z in mm⁶ m⁻³, R in mm/h).
@@ -99,10 +115,9 @@ def rain_to_dbz(values: np.ndarray, unit: str, *, accutime_minutes: float, zr_a:
     Returns:
         (H, W) float64 dBZ = 10 log10(a R^b), ``floor_dbz`` where R <= 0, NaN where ``values`` is NaN.
     """
-    if unit not in ("mm/h", "mm"):
-        raise ValueError(f"cannot convert unit {unit!r} to dBZ; expected 'mm/h' or 'mm'")
-    rate = np.asarray(values, dtype=np.float64)
-    if unit == "mm":
+    quantity, factor = rain_quantity(unit)
+    rate = np.asarray(values, dtype=np.float64) * factor
+    if quantity == "rain_accumulation":
         rate = rate * (60.0 / accutime_minutes)
     wet = rate > 0
     dbz = np.full(rate.shape, floor_dbz)

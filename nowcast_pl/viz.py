@@ -12,6 +12,8 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import BoundaryNorm, ListedColormap  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from nowcast_pl.data.units import same_units  # noqa: E402
+
 # A conventional reflectivity palette (NWS-like), one colour per 5 dBZ from 5 to 75 dBZ.
 _DBZ_COLOURS = [
     "#04e9e7", "#019ff4", "#0300f4", "#02fd02", "#01c501", "#008e00", "#fdf802",
@@ -25,7 +27,7 @@ def radar_colormap(units: str, vmax: float) -> tuple[ListedColormap, BoundaryNor
 
     Values below the first level are transparent white, so no-rain areas read as background.
     """
-    if units == "dBZ":
+    if same_units(units, "dBZ"):
         cmap = ListedColormap(_DBZ_COLOURS).with_extremes(under="white")
         return cmap, BoundaryNorm(_DBZ_LEVELS, cmap.N)
     return plt.get_cmap("turbo").with_extremes(under="white"), None

@@ -28,10 +28,12 @@ def moving_frames(rng: np.random.Generator, n: int, size: int, speed: int = 1) -
 
 
 def write_moving_store(path: Path, *, n_events: int = 6, frames: int = 12, size: int = 16, seed: int = 0,
-                       missing: dict[int, list[int]] | None = None) -> Path:
+                       missing: dict[int, list[int]] | None = None,
+                       no_data: dict[int, list[int]] | None = None) -> Path:
     """A store of ``n_events`` one-day-apart events of ``frames`` moving frames each.
 
-    ``missing`` maps an event number to the frame indices to mark missing.
+    ``missing`` maps an event number to the frame indices to mark missing; ``no_data`` to the frame indices
+    that are present (``frame_valid``) but hold only the fill value (all NaN once decoded).
     """
     rng = np.random.default_rng(seed)
     with RadarStoreWriter(path, frame_shape=(size, size), encoding=ENCODING, metadata=METADATA,
@@ -39,6 +41,7 @@ def write_moving_store(path: Path, *, n_events: int = 6, frames: int = 12, size:
         for e in range(n_events):
             valid = np.ones(frames, dtype=bool)
             valid[(missing or {}).get(e, [])] = False
-            writer.append_event(f"ev{e:03d}", event_times(e, frames), moving_frames(rng, frames, size),
-                                frame_valid=valid)
+            values = moving_frames(rng, frames, size)
+            values[list((no_data or {}).get(e, []))] = ENCODING.fill_value
+            writer.append_event(f"ev{e:03d}", event_times(e, frames), values, frame_valid=valid)
     return path

@@ -47,7 +47,8 @@ def test_rain_rate_conversions_round_trip_and_follow_marshall_palmer():
 
 @pytest.mark.parametrize("task", [ExtrapolationTask, StepsTask])
 def test_units_without_a_rain_rate_conversion_are_one_clear_error(task):
-    with pytest.raises(ValueError, match=r"one of \['dBZ', 'mm/h', 'mm'\]; got units='K'"):
+    with pytest.raises(ValueError, match=r"converts the store's units to rain rate, but units='K' are not "
+                                         r"reflectivity \(dBZ\), a rain rate"):
         task(**(TASK_ARGS | {"units": "K"}))
 
 

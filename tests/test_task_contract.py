@@ -9,6 +9,7 @@ import torch
 import xarray as xr
 
 from nowcast_pl.cli import build_cli, main
+from nowcast_pl.data.forecast_store import open_forecast, partial_path
 from nowcast_pl.tasks import SimVPTask
 from nowcast_pl.tasks.base import RUNTIME_SETTINGS
 from nowcast_pl.tasks.ema import ExponentialMovingAverage
@@ -119,6 +120,9 @@ def test_forecasts_equal_across_one_and_two_processes(tmp_path, store):
                 for r in ("one", "two"))
     assert one.shape[1] == 3 and np.isfinite(one).all()
     np.testing.assert_allclose(two, one, atol=1e-5 * 70, rtol=0)  # 1e-5 in [0, 1] units; store in dBZ
+    # Rank 0 alone marked the store complete and renamed it into place, after both ranks had written.
+    assert open_forecast(tmp_path / "runs/two/forecast.zarr").attrs["complete"] is True
+    assert not partial_path(tmp_path / "runs/two/forecast.zarr").exists()
 
 
 def test_validate_alone_scores_whatever_the_epoch_schedule(tmp_path, store):

@@ -5,6 +5,11 @@ lead_time, y, x)`` in the data's physical units, with the source store's georefe
 grid. Each batch is written when it is forecast and the trainer is told not to keep predictions, so memory
 stays bounded by one batch whatever the size of the predict split. Under DDP every rank writes its own
 windows into the rows given by their window index, one chunk per window, so no two ranks touch a chunk.
+
+The store is written as ``<output>.partial`` and, once every rank has written its windows (a barrier), rank 0
+marks it complete and puts it at ``output``, replacing the previous forecast only then
+(:func:`nowcast_pl.data.forecast_store.finish_forecast_store`). A killed run leaves the previous store as it
+was (and a ``.partial`` that the next run replaces). The final path is logged in one line.
 """
 
 from __future__ import annotations
@@ -16,9 +21,16 @@ import lightning.pytorch as pl
 import numpy as np
 import zarr
 from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.utilities import rank_zero_info
 
 from nowcast_pl.callbacks.test_outputs import _run_dir
-from nowcast_pl.data.forecast_store import create_forecast_store, open_forecast_array, write_netcdf
+from nowcast_pl.data.forecast_store import (
+    create_forecast_store,
+    finish_forecast_store,
+    open_forecast_array,
+    partial_path,
+    write_netcdf,
+)
 from nowcast_pl.data.georef import ModelGrid, model_grid
 
 
@@ -26,7 +38,7 @@ class ForecastWriter(BasePredictionWriter):
     """Write forecasts of every predict batch to ``output`` (default ``<log_dir>/forecast.zarr``).
 
     Args:
-        output: path of the Zarr store to create (replaced if it exists).
+        output: path of the Zarr store to create (replaced if it exists, once the new one is complete).
         netcdf: also write one pysteps NetCDF file per window (``pysteps.io.exporters``; the format pysteps
             and blending tools read) into ``<output without .zarr>_netcdf/``. Needs a store with a
             projection and y/x coordinates, in mm h-1, mm or dBZ.
@@ -65,12 +77,20 @@ class ForecastWriter(BasePredictionWriter):
         if trainer.is_global_zero:
             n_leads, _, h, w = datamodule.datasets["predict"][0]["targets"].shape
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            create_forecast_store(self.path, init_times=datamodule.init_times("predict"),
+            create_forecast_store(partial_path(self.path), init_times=datamodule.init_times("predict"),
                                   members=pl_module.effective_members(pl_module.predict_members),
                                   lead_minutes=self.lead_minutes(pl_module, n_leads), grid=grid, shape=(h, w),
                                   units=units, attrs=self._attrs(datamodule, pl_module, grid))
         trainer.strategy.barrier()
-        self._forecast = open_forecast_array(self.path)
+        self._forecast = open_forecast_array(partial_path(self.path))
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Every rank has written its windows once all reach the barrier; only then is the store put in place.
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            finish_forecast_store(partial_path(self.path), self.path)
+            rank_zero_info(f"nowcast predict: forecast written to {self.path}")
+        trainer.strategy.barrier()
 
     @staticmethod
     def lead_minutes(pl_module: pl.LightningModule, n_leads: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -10,6 +11,7 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
+from nowcast_pl.data.coverage import windows_without_valid_target
 from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from nowcast_pl.data.store import RadarStore
 from nowcast_pl.data.transforms import (
@@ -21,6 +23,8 @@ from nowcast_pl.data.transforms import (
     unit_to_physical,
 )
 from nowcast_pl.data.windows import Split, find_windows
+
+log = logging.getLogger(__name__)
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
 
@@ -153,6 +157,8 @@ class RadarDataModule(pl.LightningDataModule):
         self.num_workers, self.persistent_workers = num_workers, persistent_workers
         self.shuffle_seed = shuffle_seed
         self.datasets: dict[str, RadarWindowDataset] = {}
+        # Per set-up split: windows none of whose target frames has a valid pixel (warned about at set-up).
+        self.windows_without_valid_pixel: dict[str, int] = {}
         self._store: RadarStore | None = None
 
     @property
@@ -201,9 +207,31 @@ class RadarDataModule(pl.LightningDataModule):
                               max_missing=self.max_missing_frames)
         if starts.size == 0:
             raise ValueError(_no_window_message(store, split_name, self.splits[split_name], length))
+        empty = windows_without_valid_target(store, starts, in_frames=self.in_frames, out_frames=self.out_frames)
+        self.windows_without_valid_pixel[split_name] = int(empty.sum())
+        if empty.any() and (self.trainer is None or self.trainer.is_global_zero):
+            log.warning("%s: %d of %d windows have no valid pixel in their %d target frames (missing or all-NaN "
+                        "frames of %s): their loss and scores are undefined, and a training batch of only such "
+                        "windows is an error; narrow the split or fix the store",
+                        split_name, empty.sum(), empty.size, self.out_frames, store.path)
         return RadarWindowDataset(store, starts, in_frames=self.in_frames, out_frames=self.out_frames,
                                   value_range=self.value_range, frame_size=self.frame_size,
                                   resize_method=self.resize_method, antialias=self.antialias)
+
+    def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
+        """Refuse a training batch without any valid target pixel: the masked loss over it would be a silent 0.
+
+        Checked on the batch's CPU copy, so that training on a GPU does not wait for the device every step.
+        """
+        trainer = self.trainer
+        if trainer is not None and trainer.training and not bool(batch["target_mask"].any()):
+            raise ValueError(
+                f"the training batch of global step {trainer.global_step} (windows {batch['window'].tolist()} of "
+                f"the train split of {self.store_path}) has no valid target pixel, so its loss would be 0: the "
+                "store's target frames there are missing or all NaN (see the warning at set-up); narrow "
+                "data.splits.train or fix the store"
+            )
+        return batch
 
     def _loader(self, split_name: str, *, train: bool) -> DataLoader:
         dataset = self.datasets[split_name]

@@ -11,22 +11,29 @@ The Zarr layout (opened by plain ``xarray.open_zarr``, metadata consolidated)::
     crs        ()           CF grid mapping of the source store's projection (when it has one)
 
 Each window is one chunk, written as soon as it is forecast, so memory stays bounded by a batch.
+
+Completeness: a store is created with the global attribute ``complete = false`` under a temporary name,
+``<name>.partial`` beside the final path (:func:`partial_path`), and :func:`finish_forecast_store` sets
+``complete = true`` and only then puts it at the final path (:func:`nowcast_pl.data.replace.replace_directory`).
+A killed ``nowcast predict`` therefore leaves the previous store untouched, and :func:`open_forecast`, which
+every reader of this project uses, refuses a store that is not marked complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xarray as xr
 import zarr
 
 from nowcast_pl.data.georef import ModelGrid
+from nowcast_pl.data.replace import replace_directory
 from nowcast_pl.data.schema import TIME_UNITS
 from nowcast_pl.data.store import consolidate
+from nowcast_pl.pysteps_import import import_pysteps
 
 CF_CONVENTIONS = "CF-1.8"
 
@@ -34,10 +41,10 @@ CF_CONVENTIONS = "CF-1.8"
 def create_forecast_store(path: str | Path, *, init_times: np.ndarray, members: int, lead_minutes: np.ndarray,
                           grid: ModelGrid, shape: tuple[int, int], units: str,
                           attrs: dict[str, Any]) -> None:
-    """Create (replacing) an empty forecast store with its coordinates, and consolidate its metadata.
+    """Create (replacing) an empty forecast store, marked incomplete, with its coordinates; consolidate it.
 
     Args:
-        path: the ``*.zarr`` directory.
+        path: the directory to write (:func:`partial_path` of the final ``*.zarr``).
         init_times: (N,) int64 UTC epoch seconds of the windows' last observed frames.
         members: ensemble members per window.
         lead_minutes: (T_out,) minutes of each lead time.
@@ -48,7 +55,7 @@ def create_forecast_store(path: str | Path, *, init_times: np.ndarray, members: 
     """
     h, w = shape
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    group.attrs.update({"Conventions": CF_CONVENTIONS, **attrs,
+    group.attrs.update({"Conventions": CF_CONVENTIONS, **attrs, "complete": False,
                         "history": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} nowcast predict"})
     field_attrs = {"units": units, "long_name": f"{attrs.get('quantity', 'precipitation')} forecast"}
     if grid.georeferenced:
@@ -85,6 +92,37 @@ def _coordinate(group: zarr.Group, name: str, values: np.ndarray, dims: list[str
     array[...] = values
 
 
+def partial_path(path: str | Path) -> Path:
+    """Where the store for ``path`` is written until it is complete: ``<path>.partial``, in the same folder."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def finish_forecast_store(partial: Path, path: Path) -> None:
+    """Mark a fully written store complete and put it at ``path``, replacing the previous store there."""
+    zarr.open_group(str(partial), mode="r+", zarr_format=3).attrs["complete"] = True
+    consolidate(partial)
+    replace_directory(partial, path)
+
+
+def open_forecast(path: str | Path) -> xr.Dataset:
+    """Open a forecast store with xarray, refusing one that ``nowcast predict`` did not finish.
+
+    Raises:
+        FileNotFoundError: if there is no store at ``path``.
+        ValueError: if the store is not marked ``complete``.
+    """
+    path = Path(path)
+    if not (path / "zarr.json").exists():
+        raise FileNotFoundError(f"no forecast store at {path}: expected a Zarr directory written by `nowcast predict`")
+    dataset = xr.open_zarr(path)
+    if dataset.attrs.get("complete") is not True:
+        raise ValueError(f"forecast store {path} is not marked complete (attribute 'complete' is "
+                         f"{dataset.attrs.get('complete')!r}): its `nowcast predict` was interrupted or predates "
+                         "the mark; rerun `nowcast predict`")
+    return dataset
+
+
 def open_forecast_array(path: str | Path) -> zarr.Array:
     """The ``forecast`` array of a store made by :func:`create_forecast_store`, for writing windows."""
     return zarr.open_group(str(path), mode="r+", zarr_format=3)["forecast"]
@@ -106,8 +144,7 @@ def write_netcdf(folder: Path, *, window: int, init_time: int, forecast: np.ndar
     Returns:
         The path ``folder/forecast_<YYYYmmddTHHMMSS>_w<window>.nc``.
     """
-    with contextlib.redirect_stdout(io.StringIO()):
-        from pysteps.io import exporters
+    exporters = import_pysteps("pysteps.io.exporters")
     folder.mkdir(parents=True, exist_ok=True)
     start = dt.datetime.fromtimestamp(int(init_time), dt.timezone.utc).replace(tzinfo=None)
     prefix = f"forecast_{start:%Y%m%dT%H%M%S}_w{window:05d}"

@@ -15,9 +15,10 @@ import numpy as np
 
 from nowcast_pl.data.integrity import reading
 from nowcast_pl.data.store import RadarStore, open_group
+from nowcast_pl.data.units import same_units
 
-# Store units → the unit names of pysteps' metadata (its exporters accept these three).
-PYSTEPS_UNITS = {"mm h-1": "mm/h", "mm": "mm", "dBZ": "dBZ"}
+# The unit names of pysteps' metadata (its exporters accept these three).
+PYSTEPS_UNITS = ("mm/h", "mm", "dBZ")
 
 
 @dataclass(frozen=True)
@@ -62,11 +63,12 @@ class ModelGrid:
         if not self.georeferenced:
             raise ValueError("pysteps' NetCDF exporter needs a projection and projected y/x coordinates; "
                              "the store has none (write the Zarr forecast only)")
-        if units not in PYSTEPS_UNITS:
+        pysteps_unit = next((name for name in PYSTEPS_UNITS if same_units(units, name)), None)
+        if pysteps_unit is None:
             raise ValueError(f"pysteps' NetCDF exporter takes mm h-1, mm or dBZ, the store is in {units!r}")
         dx, dy = _spacing(self.x), _spacing(self.y)
         return {
-            "projection": self.projection, "cartesian_unit": "m", "unit": PYSTEPS_UNITS[units],
+            "projection": self.projection, "cartesian_unit": "m", "unit": pysteps_unit,
             "x1": float(self.x.min() - abs(dx) / 2), "x2": float(self.x.max() + abs(dx) / 2),
             "y1": float(self.y.min() - abs(dy) / 2), "y2": float(self.y.max() + abs(dy) / 2),
             "xpixelsize": abs(dx), "ypixelsize": abs(dy), "yorigin": "upper" if dy < 0 else "lower",

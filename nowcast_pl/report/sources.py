@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import xarray as xr
 import yaml
 
+from nowcast_pl.data.forecast_store import open_forecast
+from nowcast_pl.data.units import same_units
 from nowcast_pl.tasks.base import RUNTIME_SETTINGS, NowcastTask
 
 
@@ -58,10 +59,10 @@ class StoreSource:
 
     def __init__(self, name: str, path: Path, datamodule: Any, members: int) -> None:
         self.name, self.path = name, path
-        forecast = xr.open_zarr(path)["forecast"]
+        forecast = open_forecast(path)["forecast"]
         expected = (datamodule.out_frames, *(datamodule.frame_size or datamodule.store.frame_shape))
         found = (forecast.sizes["lead_time"], forecast.sizes["y"], forecast.sizes["x"])
-        if found != tuple(expected) or forecast.attrs.get("units") != datamodule.units:
+        if found != tuple(expected) or not same_units(str(forecast.attrs.get("units")), datamodule.units):
             raise ValueError(f"forecast store {path} has (lead_time, y, x) = {found} in "
                              f"{forecast.attrs.get('units')!r}; the report's data give {tuple(expected)} in "
                              f"{datamodule.units!r}: write it with the same data configuration")

@@ -354,8 +354,11 @@ class NowcastTask(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor] | None:
         if self.trainable:
             losses = self.training_loss(batch)
-            self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True,
-                          batch_size=batch["inputs"].shape[0])
+            # A batch without any valid target pixel has a masked loss of 0: weighted by 0 it stays out of the
+            # epoch mean, which is NaN (not 0) when no batch has a valid pixel.
+            mask = batch.get("target_mask")
+            weight = batch["inputs"].shape[0] if mask is None or bool(mask.any()) else 0
+            self.log_dict({f"val/{k}": v for k, v in losses.items()}, sync_dist=True, batch_size=weight)
         if self._metrics_due():
             return self._evaluate_batch(batch, batch_idx, "val")
         return None

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import numpy as np
 from torch import Tensor
 
+from nowcast_pl.pysteps_import import import_pysteps
 from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.tasks.rain_rate import check_units, rain_rate_db, to_physical, to_rain_rate, to_unit_interval
 
@@ -19,8 +20,7 @@ def estimate_motion(decibels: np.ndarray, method: MotionMethod) -> np.ndarray:
     ``lucaskanade``: dense Lucas–Kanade (Lucas & Kanade 1981; pysteps ``dense_lucaskanade``, needs OpenCV);
     ``vet``: variational echo tracking (Laroche & Zawadzki 1995) on the last 3 frames, ~100× slower on CPU.
     """
-    from pysteps import motion
-
+    motion = import_pysteps("pysteps.motion")
     if method == "vet":
         return np.asarray(motion.get_method("vet")(decibels[-3:]))
     return np.asarray(motion.get_method("lucaskanade")(decibels, verbose=False))
@@ -61,8 +61,7 @@ class ExtrapolationTask(NowcastTask):
         """(T_in, H, W) store units → (T_out, H, W) store units."""
         rate = to_rain_rate(frames, self.hparams.units, self.hparams.time_step_minutes)
         velocity = estimate_motion(rain_rate_db(rate), self.motion_method)
-        from pysteps.extrapolation import semilagrangian
-
+        semilagrangian = import_pysteps("pysteps.extrapolation.semilagrangian")
         no_echo = self.value_range[0]
         advected = semilagrangian.extrapolate(frames[-1], velocity, self.out_frames, outval=no_echo)
         return np.nan_to_num(advected, nan=no_echo)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from nowcast_pl.pysteps_import import import_pysteps
 from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.tasks.extrapolation import MotionMethod, estimate_motion
 from nowcast_pl.tasks.rain_rate import (
@@ -96,8 +97,7 @@ class StepsTask(NowcastTask):
         low, high = self.value_range
         if not np.any(decibels[-AR_ORDER - 1 :] > ZERO_VALUE_DB):
             return np.full((self.out_frames, *frames.shape[1:]), low)  # no rain to extrapolate
-        from pysteps import nowcasts
-
+        nowcasts = import_pysteps("pysteps.nowcasts")
         velocity = estimate_motion(decibels, self.motion_method)
         incremental = self.pixel_size_km is not None
         with contextlib.redirect_stdout(io.StringIO()):  # pysteps prints its settings and progress
