@@ -1,0 +1,159 @@
+"""``checkpoints/last.ckpt`` during ``nowcast fit``: written at epoch ends, after validations and every N minutes
+while the fit runs; a fit stopped by ``max_steps`` extends exactly; SIGTERM and Ctrl-C leave a checkpoint of the
+step reached and a non-zero exit status."""
+
+import signal
+import time
+
+import pytest
+import yaml
+from lightning.pytorch.callbacks import Callback
+
+import nowcast_pl.callbacks.last_checkpoint as last_checkpoint
+from nowcast_pl.cli import build_cli
+from tests.cli_helpers import write_config
+from tests.scaleout_cases import (
+    SIMVP,
+    assert_same_training_state,
+    callbacks_config,
+    load_checkpoint,
+    one_torch_thread,  # noqa: F401
+    read_step,
+    start_fit,
+)
+from tests.store_factory import write_moving_store
+
+STEPS_PER_EPOCH = 7  # 15 training windows, batches of 2 (the last, partial one dropped)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return write_moving_store(tmp_path_factory.mktemp("last") / "s.zarr", n_events=6, frames=12, size=16)
+
+
+class CheckpointProbe(Callback):
+    """Test helper: before every training step, note ``(global_step, step of last.ckpt or None, its training
+    loader position)``; after every validation of the fit, note the step it followed."""
+
+    def __init__(self, checkpoint: str) -> None:
+        self.checkpoint = checkpoint
+        self.seen: list[tuple] = []
+        self.validated: list[int] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        try:
+            state = load_checkpoint(self.checkpoint)
+        except FileNotFoundError:
+            self.seen.append((trainer.global_step, None, None))
+            return
+        loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+        self.seen.append((trainer.global_step, state["global_step"], (loader["epoch"], loader["batches"])))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.validated.append(trainer.global_step)
+
+
+class FakeClock:
+    """Test helper: ``monotonic()`` in seconds, advanced only by :class:`TrainingMinutes`."""
+
+    now = 0.0
+
+    @classmethod
+    def monotonic(cls) -> float:
+        return cls.now
+
+
+class TrainingMinutes(Callback):
+    """Test helper: every optimiser step takes ``seconds`` of :class:`FakeClock` time."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        FakeClock.now += self.seconds
+
+
+def _probe(cli) -> CheckpointProbe:
+    return next(c for c in cli.trainer.callbacks if isinstance(c, CheckpointProbe))
+
+
+def _callbacks(path, *callbacks):
+    path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
+        {"class_path": f"tests.test_last_checkpoint.{name}", "init_args": args} for name, args in callbacks]}}))
+    return path
+
+
+def test_last_checkpoint_is_written_at_every_epoch_end_and_validation_while_the_fit_runs(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, trainer={"max_epochs": 2, "val_check_interval": 3})
+    checkpoint = tmp_path / "runs/during/checkpoints/last.ckpt"
+    probes = _callbacks(tmp_path / "probe.yaml", ("CheckpointProbe", {"checkpoint": str(checkpoint)}))
+    cli = build_cli(["fit", "--config", str(cfg), "--config", str(probes), "--runs_root", str(tmp_path / "runs"),
+                     "--run_name", "during"])
+    probe = _probe(cli)
+    mid_epoch = [s for s in probe.validated if s % STEPS_PER_EPOCH]
+    assert mid_epoch, f"no validation in the middle of an epoch: {probe.validated}"
+    written = sorted(set(probe.validated) | {STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH})
+    expected = []
+    for step in range(2 * STEPS_PER_EPOCH):
+        last = max((s for s in written if s <= step), default=None)
+        position = None if last is None else divmod(last, STEPS_PER_EPOCH)
+        expected.append((step, last, position))
+    assert probe.seen == expected
+    assert load_checkpoint(checkpoint)["global_step"] == 2 * STEPS_PER_EPOCH
+    assert not checkpoint.with_name("last.ckpt.tmp").exists()
+
+
+def test_last_checkpoint_is_written_every_n_minutes_of_training(tmp_path, store, monkeypatch):
+    monkeypatch.setattr(last_checkpoint, "time", FakeClock)
+    monkeypatch.setattr(FakeClock, "now", 0.0)
+    cfg = write_config(tmp_path / "c.yaml", store, trainer={"max_epochs": 2, "limit_val_batches": 0})
+    checkpoint = tmp_path / "runs/timed/checkpoints/last.ckpt"
+    probes = _callbacks(tmp_path / "probe.yaml", ("CheckpointProbe", {"checkpoint": str(checkpoint)}),
+                        ("TrainingMinutes", {"seconds": 20.0}))
+    cli = build_cli(["fit", "--config", str(cfg), "--config", str(probes), "--runs_root", str(tmp_path / "runs"),
+                     "--run_name", "timed", "--checkpoint_every_n_minutes", "0.5"])
+    # 20 s per step, a write once 30 s have passed since the last one: steps 2, 4, 6; 7 (epoch end); 9, 11, 13.
+    written = [2, 4, 6, 7, 9, 11, 13]
+    seen = [(step, last) for step, last, _ in _probe(cli).seen]
+    assert seen == [(step, max((s for s in written if s <= step), default=None))
+                    for step in range(2 * STEPS_PER_EPOCH)]
+
+
+def test_raising_max_steps_extends_a_finished_fit_exactly(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, model_args={"schedule_steps": 8, "warmup_steps": 2},
+                       trainer={"max_epochs": -1, "limit_val_batches": 0})
+    base = ["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--data.init_args.num_workers", "0"]
+    build_cli([*base, "--run_name", "straight", "--trainer.max_steps", "8"])
+    build_cli([*base, "--run_name", "extended", "--trainer.max_steps", "5"])
+    first = load_checkpoint(tmp_path / "runs/extended/checkpoints/last.ckpt")
+    assert first["global_step"] == 5
+    assert first["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [{"epoch": 0, "batches": 5, "world_size": 1}]
+    build_cli([*base, "--run_name", "extended", "--trainer.max_steps", "8", "--ckpt_path", "last"])
+    straight = load_checkpoint(tmp_path / "runs/straight/checkpoints/last.ckpt")
+    extended = load_checkpoint(tmp_path / "runs/extended/checkpoints/last.ckpt")
+    assert extended["global_step"] == 8  # past the end of the first epoch (7 steps)
+    assert_same_training_state(extended, straight)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_checkpoints_the_step_reached_and_fails_the_fit(tmp_path, signum):
+    progress = tmp_path / "step"
+    slow = callbacks_config(tmp_path / "slow.yaml", ("SlowSteps", {"progress": str(progress), "seconds": 0.3}))
+    fit = start_fit([*SIMVP.args(tmp_path), "--config", str(slow), "--run_name", "stopped",
+                     "--trainer.max_epochs", "50"], logs=tmp_path / "fit")
+    deadline = time.monotonic() + 120
+    while read_step(progress) < 2 and fit.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert read_step(progress) >= 2, (tmp_path / "fit.err").read_text()
+    fit.send_signal(signum)
+    assert fit.wait(timeout=120) == 128 + signum
+    step = read_step(progress)
+    checkpoint = tmp_path / "runs/stopped/checkpoints/last.ckpt"
+    state = load_checkpoint(checkpoint)
+    assert state["global_step"] == step and 0 < step < STEPS_PER_EPOCH  # the step reached, mid-epoch
+    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == step
+    message = (tmp_path / "fit.err").read_text().strip().splitlines()[-1]
+    assert f"stopped by {signal.Signals(signum).name} at step {step}" in message
+    assert str(checkpoint) in message and "--ckpt_path last" in message
