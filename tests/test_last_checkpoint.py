@@ -2,6 +2,7 @@
 while the fit runs; a fit stopped by ``max_steps`` extends exactly; SIGTERM and Ctrl-C leave a checkpoint of the
 step reached and a non-zero exit status."""
 
+import shutil
 import signal
 import time
 
@@ -55,6 +56,17 @@ class CheckpointProbe(Callback):
             self.validated.append(trainer.global_step)
 
 
+class CheckpointCopy(Callback):
+    """Test helper: copy ``checkpoint`` to ``copy`` before optimiser step ``step`` (0-based) runs."""
+
+    def __init__(self, checkpoint: str, copy: str, step: int) -> None:
+        self.checkpoint, self.copy, self.step = checkpoint, copy, step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            shutil.copy(self.checkpoint, self.copy)
+
+
 class FakeClock:
     """Test helper: ``monotonic()`` in seconds, advanced only by :class:`TrainingMinutes`."""
 
@@ -103,6 +115,23 @@ def test_last_checkpoint_is_written_at_every_epoch_end_and_validation_while_the_
     assert probe.seen == expected
     assert load_checkpoint(checkpoint)["global_step"] == 2 * STEPS_PER_EPOCH
     assert not checkpoint.with_name("last.ckpt.tmp").exists()
+
+
+def test_fit_resumed_from_the_checkpoint_after_a_mid_epoch_validation_ends_like_an_uninterrupted_fit(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, model_args={"schedule_steps": 14, "warmup_steps": 2},
+                       trainer={"max_epochs": 2, "val_check_interval": 3})
+    base = ["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")]
+    after_validation = tmp_path / "after_validation.ckpt"
+    copy = _callbacks(tmp_path / "copy.yaml", ("CheckpointCopy", {
+        "checkpoint": str(tmp_path / "runs/straight/checkpoints/last.ckpt"), "copy": str(after_validation),
+        "step": 4}))
+    build_cli([*base, "--config", str(copy), "--run_name", "straight"])
+    assert load_checkpoint(after_validation)["global_step"] == 3  # written after the validation at step 3
+    build_cli([*base, "--run_name", "resumed", "--ckpt_path", str(after_validation)])
+    straight = load_checkpoint(tmp_path / "runs/straight/checkpoints/last.ckpt")
+    resumed = load_checkpoint(tmp_path / "runs/resumed/checkpoints/last.ckpt")
+    assert resumed["global_step"] == 2 * STEPS_PER_EPOCH
+    assert_same_training_state(resumed, straight)
 
 
 def test_last_checkpoint_is_written_every_n_minutes_of_training(tmp_path, store, monkeypatch):
