@@ -88,6 +88,7 @@ class LastCheckpoint(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self.dirpath is None:
             self.dirpath = str(Path(trainer.default_root_dir) / "checkpoints")
+        self.stop_signal, self._saved_step = None, None
 
     # ----------------------------------------------------------------------------------------- signals
     def on_sanity_check_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -100,17 +101,22 @@ class LastCheckpoint(Callback):
     def _install_signal_handlers(self, trainer: pl.Trainer) -> None:
         # After Lightning's own SIGTERM handler (registered after on_fit_start), which it would otherwise
         # compose with this one; Lightning's teardown restores the handlers it found before the fit.
-        if trainer.state.fn == TrainerFn.FITTING and threading.current_thread() is threading.main_thread():
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, self._record_signal)
+        if trainer.state.fn != TrainerFn.FITTING or threading.current_thread() is not threading.main_thread():
+            return
+        if trainer.received_sigterm and self.stop_signal is None:  # caught by Lightning's handler meanwhile
+            self.stop_signal = signal.SIGTERM
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._record_signal)
 
     def _record_signal(self, signum: int, frame: Any) -> None:
         if signum == signal.SIGINT and self.stop_signal == signal.SIGINT:
             raise KeyboardInterrupt  # a second Ctrl-C: abort now
         if self.stop_signal is None:
             self.stop_signal = signum
-            print(f"nowcast: {signal.Signals(signum).name} received, writing a checkpoint at the end of this step"
-                  + (" (Ctrl-C again to abort without it)" if signum == signal.SIGINT else ""), file=sys.stderr)
+            hint = " (Ctrl-C again to abort without it)" if signum == signal.SIGINT else ""
+            # os.write: print() may be interrupted inside another write to stderr and raise a reentrant-call error
+            os.write(sys.stderr.fileno(), f"nowcast: {signal.Signals(signum).name} received, writing a checkpoint "
+                                          f"at the end of this step{hint}\n".encode())
 
     # ----------------------------------------------------------------------------------------- triggers
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
@@ -159,8 +165,10 @@ class LastCheckpoint(Callback):
         # SIGTERMException is a SystemExit with status 0; a stop by signal must not look like a finished fit.
         exception.code = 128 + self.stop_signal
         if trainer.is_global_zero:
+            resume = (f"checkpoint {self.path}; resume with the same command and --ckpt_path last"
+                      if self.path.exists() else "no checkpoint was written")
             print(f"nowcast: fit stopped by {signal.Signals(self.stop_signal).name} at step {trainer.global_step}; "
-                  f"checkpoint {self.path}; resume with the same command and --ckpt_path last", file=sys.stderr)
+                  f"{resume}", file=sys.stderr)
 
     # ----------------------------------------------------------------------------------------- writing
     def write(self, trainer: pl.Trainer) -> None:
