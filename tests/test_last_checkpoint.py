@@ -150,6 +150,19 @@ def test_last_checkpoint_is_written_every_n_minutes_of_training(tmp_path, store,
                     for step in range(2 * STEPS_PER_EPOCH)]
 
 
+def test_with_gradient_accumulation_last_checkpoint_is_written_only_after_optimiser_steps(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, trainer={"max_epochs": 1, "limit_val_batches": 0,
+                                                            "accumulate_grad_batches": 2})
+    checkpoint = tmp_path / "runs/accumulated/checkpoints/last.ckpt"
+    probes = _callbacks(tmp_path / "probe.yaml", ("CheckpointProbe", {"checkpoint": str(checkpoint)}))
+    cli = build_cli(["fit", "--config", str(cfg), "--config", str(probes), "--runs_root", str(tmp_path / "runs"),
+                     "--run_name", "accumulated", "--checkpoint_every_n_steps", "1"])
+    # 7 batches, an optimiser step after batches 2, 4, 6 and the last one: never a half-accumulated gradient.
+    seen = [(last, position) for _, last, position in _probe(cli).seen]
+    assert seen == [(None, None), (None, None), (1, (0, 2)), (1, (0, 2)), (2, (0, 4)), (2, (0, 4)), (3, (0, 6))]
+    assert load_checkpoint(checkpoint)["global_step"] == 4
+
+
 def test_raising_max_steps_extends_a_finished_fit_exactly(tmp_path, store):
     cfg = write_config(tmp_path / "c.yaml", store, model_args={"schedule_steps": 8, "warmup_steps": 2},
                        trainer={"max_epochs": -1, "limit_val_batches": 0})

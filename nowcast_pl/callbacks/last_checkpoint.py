@@ -13,6 +13,9 @@ schedulers, loop counters, the training loader's position and every rank's rando
   SIGINT), so ``nowcast fit ... && nowcast test ...`` does not carry on with a half-trained model. A
   validation already running is finished first. A second Ctrl-C aborts at once without a new checkpoint.
 
+Step-triggered writes happen only right after an optimiser step: with ``accumulate_grad_batches`` the batches
+in between hold gradients that no checkpoint stores.
+
 Each write goes to ``last.ckpt.tmp`` in the same folder, is flushed to disk (``fsync``) and renamed over
 ``last.ckpt`` (``os.replace``), so a kill at any moment leaves the previous ``last.ckpt`` whole. The temporary
 name does not match ``last*.ckpt``, so ``--ckpt_path last`` never picks it up.
@@ -78,6 +81,7 @@ class LastCheckpoint(Callback):
         self.every_n_minutes = every_n_minutes
         self.stop_signal: int | None = None
         self._saved_step: int | None = None
+        self._stepped_at = 0
         self._last_write_time = 0.0
 
     @property
@@ -97,6 +101,7 @@ class LastCheckpoint(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._install_signal_handlers(trainer)
         self._last_write_time = time.monotonic()
+        self._stepped_at = trainer.global_step
 
     def _install_signal_handlers(self, trainer: pl.Trainer) -> None:
         # After Lightning's own SIGTERM handler (registered after on_fit_start), which it would otherwise
@@ -121,8 +126,11 @@ class LastCheckpoint(Callback):
     # ----------------------------------------------------------------------------------------- triggers
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        now = time.monotonic()
         step = trainer.global_step
+        if step == self._stepped_at:
+            return  # a batch accumulating gradients: the state between optimiser steps is not resumable
+        self._stepped_at = step
+        now = time.monotonic()
         time_due = self.every_n_minutes > 0 and now - self._last_write_time >= 60 * self.every_n_minutes
         stop, time_due = self._agree(trainer, pl_module, self.stop_signal is not None, time_due)
         steps_due = self.every_n_steps > 0 and step % self.every_n_steps == 0
