@@ -11,7 +11,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 import nowcast_pl.callbacks.last_checkpoint as last_checkpoint
-from nowcast_pl.cli import build_cli
+from nowcast_pl.cli import build_cli, main
 from tests.cli_helpers import write_config
 from tests.scaleout_cases import (
     SIMVP,
@@ -24,7 +24,7 @@ from tests.scaleout_cases import (
 )
 from tests.store_factory import write_moving_store
 
-STEPS_PER_EPOCH = 7  # 15 training windows, batches of 2 (the last, partial one dropped)
+STEPS_PER_EPOCH = 7  # 15 training windows, batches of 2 (the last, partial one dropped); 3 per rank with 2 ranks
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -179,12 +179,26 @@ def test_raising_max_steps_extends_a_finished_fit_exactly(tmp_path, store):
     assert_same_training_state(extended, straight)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signal_checkpoints_the_step_reached_and_fails_the_fit(tmp_path, signum):
+def test_save_last_of_the_top_k_checkpoint_is_a_clear_error(tmp_path, store, capsys):
+    cfg = write_config(tmp_path / "c.yaml", store)
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--checkpoint.save_last", "true"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--checkpoint.save_last" in error and "--checkpoint_every_n_minutes" in error
+
+
+@pytest.mark.parametrize(("signum", "ranks"), [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 2)],
+                         ids=["SIGTERM", "SIGINT", "SIGTERM-ddp"])
+def test_signal_checkpoints_the_step_reached_and_fails_the_fit(tmp_path, signum, ranks):
     progress = tmp_path / "step"
     slow = callbacks_config(tmp_path / "slow.yaml", ("SlowSteps", {"progress": str(progress), "seconds": 0.3}))
-    fit = start_fit([*SIMVP.args(tmp_path), "--config", str(slow), "--run_name", "stopped",
-                     "--trainer.max_epochs", "50"], logs=tmp_path / "fit")
+    args = SIMVP.args(tmp_path)
+    args[args.index("--trainer.devices") + 1] = str(ranks)
+    if ranks > 1:  # the signal reaches rank 0 only (Lightning starts the other rank); both must stop together
+        args += ["--trainer.strategy", "ddp"]
+    fit = start_fit([*args, "--config", str(slow), "--run_name", "stopped", "--trainer.max_epochs", "50"],
+                    logs=tmp_path / "fit")
     deadline = time.monotonic() + 120
     while read_step(progress) < 2 and fit.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -194,8 +208,10 @@ def test_signal_checkpoints_the_step_reached_and_fails_the_fit(tmp_path, signum)
     step = read_step(progress)
     checkpoint = tmp_path / "runs/stopped/checkpoints/last.ckpt"
     state = load_checkpoint(checkpoint)
-    assert state["global_step"] == step and 0 < step < STEPS_PER_EPOCH  # the step reached, mid-epoch
-    assert state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == step
+    assert state["global_step"] == step > 0  # the step reached
+    loader = state["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]
+    assert (loader["epoch"], loader["batches"]) == divmod(step, STEPS_PER_EPOCH if ranks == 1 else 3)
+    assert len(state["random_states"]) == ranks
     message = (tmp_path / "fit.err").read_text().strip().splitlines()[-1]
     assert f"stopped by {signal.Signals(signum).name} at step {step}" in message
     assert str(checkpoint) in message and "--ckpt_path last" in message
