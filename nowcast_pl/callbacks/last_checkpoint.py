@@ -182,7 +182,7 @@ class LastCheckpoint(Callback):
     def write(self, trainer: pl.Trainer) -> None:
         """Write the full training state to ``last.ckpt`` through ``last.ckpt.tmp`` (call on every rank)."""
         temporary = self.path.with_name(LAST_NAME + ".tmp")
-        trainer.save_checkpoint(temporary)  # every rank builds the state; rank 0 writes it
+        trainer.save_checkpoint(temporary, weights_only=False)  # every rank builds the full state; rank 0 writes it
         if trainer.is_global_zero:
             replace_durably(temporary, self.path)
         self._saved_step = trainer.global_step
