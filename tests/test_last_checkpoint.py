@@ -15,6 +15,7 @@ from nowcast_pl.cli import build_cli, main
 from tests.cli_helpers import write_config
 from tests.scaleout_cases import (
     SIMVP,
+    TOY_DIFFUSION,
     assert_same_training_state,
     callbacks_config,
     load_checkpoint,
@@ -117,8 +118,11 @@ def test_last_checkpoint_is_written_at_every_epoch_end_and_validation_while_the_
     assert not checkpoint.with_name("last.ckpt.tmp").exists()
 
 
-def test_fit_resumed_from_the_checkpoint_after_a_mid_epoch_validation_ends_like_an_uninterrupted_fit(tmp_path, store):
-    cfg = write_config(tmp_path / "c.yaml", store, model_args={"schedule_steps": 14, "warmup_steps": 2},
+@pytest.mark.parametrize("case", [SIMVP, TOY_DIFFUSION], ids=lambda case: case.name)  # the EMA is swapped in
+def test_fit_resumed_from_the_checkpoint_after_a_mid_epoch_validation_ends_like_an_uninterrupted_fit(
+        tmp_path, store, case):
+    cfg = write_config(tmp_path / "c.yaml", store, model=case.model,
+                       model_args=case.model_args | {"schedule_steps": 14, "warmup_steps": 2},
                        trainer={"max_epochs": 2, "val_check_interval": 3})
     base = ["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")]
     after_validation = tmp_path / "after_validation.ckpt"
