@@ -33,13 +33,13 @@ def _fit(folder: Path, run_name: str, logs: str, *extra: str):
                      logs=folder / logs)
 
 
-def _wait_until(condition, fit, what: str, logs: Path, timeout: float = 180) -> None:
+def _wait_until(condition, fit, what: str, logs: Path, *, poll_seconds: float = 0.002, timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if fit.poll() is not None or time.monotonic() > deadline:
             errors = logs.with_suffix(".err").read_text()
             pytest.fail(f"{what}: the fit ended ({fit.returncode}) or timed out\n{errors}")
-        time.sleep(0.002)
+        time.sleep(poll_seconds)
 
 
 def _kill(fit) -> None:
@@ -84,7 +84,10 @@ def test_fit_killed_at_random_moments_and_mid_write_resumes_to_the_uninterrupted
 
     started = time.time_ns()
     fit = _fit(cut_folder, "cut", "mid_write", *resume)
-    _wait_until(lambda: _written_after(temporary, started), fit, "a checkpoint write", cut_folder / "mid_write")
+    _wait_until(lambda: read_step(cut_folder / "step") > step, fit, "training", cut_folder / "mid_write")
+    # Then no pause between looks: the temporary file lives only while it is flushed to disk.
+    _wait_until(lambda: _written_after(temporary, started), fit, "a checkpoint write", cut_folder / "mid_write",
+                poll_seconds=0)
     _kill(fit)
     assert temporary.exists(), "the kill came after the write was complete"
     _assert_checkpoint_loses_at_most_the_step_in_flight(checkpoint, read_step(cut_folder / "step"))
