@@ -75,7 +75,7 @@ class NowcastCLI(LightningCLI):
             raise ValueError("--checkpoint.save_last: nowcast always writes checkpoints/last.ckpt itself (see "
                              "--checkpoint_every_n_steps and --checkpoint_every_n_minutes); remove the setting")
         trainer.callbacks = [c for c in _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
-                             if getattr(c, "class_path", "").rsplit(".", 1)[-1] != LastCheckpoint.__name__]
+                             if (getattr(c, "class_path", None) or "").rsplit(".", 1)[-1] != LastCheckpoint.__name__]
         # One writer of last.ckpt, configured by the options above (a saved config.yaml lists it already).
         last = Namespace(dirpath=config.checkpoint.dirpath, every_n_steps=config.checkpoint_every_n_steps,
                          every_n_minutes=config.checkpoint_every_n_minutes)

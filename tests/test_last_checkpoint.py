@@ -183,6 +183,19 @@ def test_raising_max_steps_extends_a_finished_fit_exactly(tmp_path, store):
     assert_same_training_state(extended, straight)
 
 
+def test_a_run_started_again_from_its_saved_config_has_one_last_checkpoint_writer(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store, trainer={"limit_val_batches": 0})
+    build_cli(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "again",
+               "--checkpoint_every_n_steps", "3"])
+    saved = tmp_path / "runs/again/config.yaml"
+    assert "nowcast_pl.callbacks.last_checkpoint.LastCheckpoint" in saved.read_text()
+    cli = build_cli(["fit", "--config", str(saved), "--trainer.max_epochs", "2", "--ckpt_path", "last",
+                     "--checkpoint_every_n_minutes", "5"])
+    writers = [c for c in cli.trainer.callbacks if isinstance(c, last_checkpoint.LastCheckpoint)]
+    assert [(w.every_n_steps, w.every_n_minutes) for w in writers] == [(3, 5.0)]
+    assert load_checkpoint(tmp_path / "runs/again/checkpoints/last.ckpt")["global_step"] == 2 * STEPS_PER_EPOCH
+
+
 def test_save_last_of_the_top_k_checkpoint_is_a_clear_error(tmp_path, store, capsys):
     cfg = write_config(tmp_path / "c.yaml", store)
     with pytest.raises(SystemExit) as stop:
