@@ -6,6 +6,11 @@ every invocation, so resumed and requeued runs do not crash), ``checkpoints/`` (
 never auto-numbered, which is what makes ``--ckpt_path last`` find the previous checkpoint. TensorBoard also
 gets the learning rate (``LearningRateMonitor``, added unless the logger is disabled).
 
+``last.ckpt`` is written atomically (:class:`~nowcast_pl.callbacks.LastCheckpoint`) at every epoch end, after
+every validation, every ``--checkpoint_every_n_steps`` steps, every ``--checkpoint_every_n_minutes`` (default
+30) minutes of training, when the fit ends, and at the next step after SIGTERM or Ctrl-C, which then end
+``nowcast fit`` with status 143 or 130. ``--checkpoint.*`` configures extra top-k checkpoints only.
+
 ``nowcast fit --ckpt_path auto`` resumes from the newest of the SLURM requeue checkpoint (``hpc_ckpt_N.ckpt``)
 and ``checkpoints/last*.ckpt``, or starts from scratch when there is none: the same command serves the first
 submission of a job and every requeue (see :mod:`nowcast_pl.resume`). A resumed run logs to the same
@@ -25,7 +30,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from nowcast_pl.callbacks import DEFAULT_CALLBACKS, RESUME_CALLBACKS
+from nowcast_pl.callbacks import DEFAULT_CALLBACKS, RESUME_CALLBACKS, LastCheckpoint
 from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
 from nowcast_pl.resume import AUTO, checkpoint_global_step, resolve_auto
@@ -42,10 +47,13 @@ class NowcastCLI(LightningCLI):
         parser.add_argument("--run_name", default="nowcast", help="Run folder name under --runs_root.")
         parser.add_argument("--runs_root", default="runs", help="Folder holding one sub-folder per run.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.set_defaults({"checkpoint.save_last": False, "checkpoint.save_top_k": 0})
         parser.add_argument("--checkpoint_every_n_steps", type=int, default=0,
-                            help="Also write checkpoints/last.ckpt every N optimiser steps (0: only at epoch "
-                                 "ends), so a crash or preemption loses at most N steps.")
+                            help="Also write checkpoints/last.ckpt every N optimiser steps (0: off), so a crash "
+                                 "or preemption loses at most N steps.")
+        parser.add_argument("--checkpoint_every_n_minutes", type=float, default=30.0,
+                            help="Also write checkpoints/last.ckpt after this many minutes of training since its "
+                                 "last write (0: off), so a crash loses at most that much training.")
         for key in ("in_frames", "out_frames", "value_range"):
             parser.link_arguments(f"data.init_args.{key}", f"model.init_args.{key}")
         for key in ("units", "time_step_minutes"):
@@ -63,13 +71,15 @@ class NowcastCLI(LightningCLI):
             )
         if config.checkpoint.dirpath is None:
             config.checkpoint.dirpath = str(run_dir / "checkpoints")
-        trainer.callbacks = _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
-        if config.checkpoint_every_n_steps > 0:
-            # ModelCheckpoint triggers are exclusive: a second one writes the same last.ckpt every N steps.
-            every_steps = Namespace(dirpath=config.checkpoint.dirpath, save_last=True, save_top_k=0,
-                                    every_n_train_steps=config.checkpoint_every_n_steps)
-            trainer.callbacks.append(Namespace(class_path="lightning.pytorch.callbacks.ModelCheckpoint",
-                                               init_args=every_steps))
+        if config.checkpoint.save_last:
+            raise ValueError("--checkpoint.save_last: nowcast always writes checkpoints/last.ckpt itself (see "
+                             "--checkpoint_every_n_steps and --checkpoint_every_n_minutes); remove the setting")
+        trainer.callbacks = [c for c in _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
+                             if (getattr(c, "class_path", None) or "").rsplit(".", 1)[-1] != LastCheckpoint.__name__]
+        # One writer of last.ckpt, configured by the options above (a saved config.yaml lists it already).
+        last = Namespace(dirpath=config.checkpoint.dirpath, every_n_steps=config.checkpoint_every_n_steps,
+                         every_n_minutes=config.checkpoint_every_n_minutes)
+        trainer.callbacks.append(Namespace(class_path=f"{LastCheckpoint.__module__}.LastCheckpoint", init_args=last))
 
     def before_fit(self) -> None:
         """Resolve ``--ckpt_path auto`` and make TensorBoard continue where the checkpoint was written."""

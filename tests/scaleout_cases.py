@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -177,3 +179,20 @@ def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     return [(event.step, event.value) for event in accumulator.Scalars(tag)]
+
+
+def start_fit(args: list[str], *, logs: Path) -> subprocess.Popen:
+    """``nowcast fit <args>`` as a child process (``python -m nowcast_pl``, one torch thread, this repository on
+    the path) writing ``<logs>.out`` and ``<logs>.err``, ready to receive signals."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    with logs.with_suffix(".out").open("w") as out, logs.with_suffix(".err").open("w") as err:
+        return subprocess.Popen([sys.executable, "-m", "nowcast_pl", "fit", *args], env=environment, cwd=REPO,
+                                stdout=out, stderr=err)
+
+
+def read_step(progress: Path) -> int:
+    """The optimiser step :class:`SlowSteps` last wrote to ``progress`` (-1 before the first)."""
+    try:
+        return int(progress.read_text() or -1)
+    except (FileNotFoundError, ValueError):
+        return -1
