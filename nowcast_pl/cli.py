@@ -30,6 +30,7 @@ from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
 from nowcast_pl.resume import AUTO, checkpoint_global_step, resolve_auto
 from nowcast_pl.tasks.base import NowcastTask
+from nowcast_pl.trainer_counts import integers_before_floats
 
 # Raised by nowcast_pl for bad configurations, stores and arguments; printed as one line by main().
 USER_ERRORS = (FileNotFoundError, StoreValidationError, ValueError)
@@ -37,6 +38,12 @@ USER_ERRORS = (FileNotFoundError, StoreValidationError, ValueError)
 
 class NowcastCLI(LightningCLI):
     """LightningCLI with the run-folder convention and links from the data module to the model."""
+
+    def add_core_arguments_to_parser(self, parser) -> None:
+        """Trainer, model and data arguments; ``limit_val_batches: 1`` stays one batch (see
+        :mod:`nowcast_pl.trainer_counts`)."""
+        super().add_core_arguments_to_parser(parser)
+        integers_before_floats(parser)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_name", default="nowcast", help="Run folder name under --runs_root.")
@@ -115,13 +122,14 @@ def main(args: list[str] | None = None) -> None:
 
     ``nowcast report ...`` runs :mod:`nowcast_pl.report.cli`; every other sub-command is LightningCLI's.
     """
-    args = sys.argv[1:] if args is None else list(args)
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        if args[:1] == ["report"]:
+        if argv[:1] == ["report"]:
             from nowcast_pl.report.cli import main as report
 
-            raise SystemExit(report(args[1:]))
-        build_cli(args)
+            raise SystemExit(report(argv[1:]))
+        # LightningCLI reads sys.argv itself; passing it as ``args`` too makes it warn on every command.
+        build_cli(None if args is None else argv)
     except USER_ERRORS as err:
         if os.environ.get("NOWCAST_DEBUG"):
             raise
