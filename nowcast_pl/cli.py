@@ -7,15 +7,22 @@ never auto-numbered, which is what makes ``--ckpt_path last`` find the previous 
 gets the learning rate (``LearningRateMonitor``, added unless the logger is disabled).
 
 ``nowcast fit --ckpt_path auto`` resumes from the newest of the SLURM requeue checkpoint (``hpc_ckpt_N.ckpt``)
-and ``checkpoints/last*.ckpt``, or starts from scratch when there is none: the same command serves the first
-submission of a job and every requeue (see :mod:`nowcast_pl.resume`). A resumed run logs to the same
-TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
+and ``checkpoints/last*.ckpt``, or starts from scratch (saying so) when there is none: the same command serves
+the first submission of a job and every requeue. ``last`` and ``auto`` are resolved to the file before anything
+runs; ``test``/``validate``/``predict`` with nothing to load, and ``fit`` without ``--ckpt_path`` in a run that
+has checkpoints (unless ``--restart true``), are errors (see :mod:`nowcast_pl.resume`). A resumed run logs to
+the same TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
+
+A checkpoint file is read with the safe loader and checked against the configured model before use: another
+model class, or weights that do not fit the configured architecture, are one-line errors; only a checkpoint
+imported by ``nowcast-convert`` replaces the config's architecture settings (see :mod:`nowcast_pl.checkpoints`).
 
 ``nowcast report ...`` is not a LightningCLI sub-command: :func:`main` hands it to :mod:`nowcast_pl.report.cli`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -24,16 +31,33 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from nowcast_pl.callbacks import DEFAULT_CALLBACKS, RESUME_CALLBACKS
+from nowcast_pl.checkpoints import (
+    check_model_class,
+    check_resumable,
+    check_weights_fit,
+    is_imported,
+    read_checkpoint,
+    saved_settings,
+)
 from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
-from nowcast_pl.resume import AUTO, checkpoint_global_step, resolve_auto
+from nowcast_pl.resume import (
+    checkpoint_global_step,
+    refuse_silent_restart,
+    resolve_ckpt_path,
+    start_over,
+)
 from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.trainer_counts import integers_before_floats
 
 # Raised by nowcast_pl for bad configurations, stores and arguments; printed as one line by main().
-USER_ERRORS = (FileNotFoundError, StoreValidationError, ValueError)
+USER_ERRORS = (FileExistsError, FileNotFoundError, StoreValidationError, ValueError)
+# ``--ckpt_path`` values Lightning resolves itself (no file to check here).
+LIGHTNING_CKPT_NAMES = ("best", "hpc")
+log = logging.getLogger(__name__)
 
 
 class NowcastCLI(LightningCLI):
@@ -48,6 +72,9 @@ class NowcastCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_name", default="nowcast", help="Run folder name under --runs_root.")
         parser.add_argument("--runs_root", default="runs", help="Folder holding one sub-folder per run.")
+        parser.add_argument("--restart", type=bool, default=False,
+                            help="fit: start over in a run folder that has checkpoints; they and the TensorBoard "
+                                 "events are moved to <run>/replaced-<UTC time>/ first.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
         parser.add_argument("--checkpoint_every_n_steps", type=int, default=0,
@@ -58,9 +85,43 @@ class NowcastCLI(LightningCLI):
         for key in ("units", "time_step_minutes"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path last|auto`` to a file, refuse a silent restart, and check the checkpoint.
+
+        Replaces LightningCLI's merge of every saved hyper-parameter into the config (which silently swapped
+        the model class or architecture): only an imported checkpoint's architecture settings are merged.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        run_dir, checkpoint_dir = run_folders(config)
+        if subcommand == "fit" and config.restart:
+            if config.ckpt_path:
+                raise ValueError(f"--restart true starts {run_dir} over; it cannot resume --ckpt_path "
+                                 f"{config.ckpt_path} too (drop one of them)")
+            if rank_zero_only.rank == 0:
+                start_over(run_dir, checkpoint_dir)
+        elif subcommand == "fit" and config.ckpt_path is None:
+            refuse_silent_restart(run_dir, checkpoint_dir)
+        config.ckpt_path = path = resolve_ckpt_path(config.ckpt_path, subcommand, run_dir, checkpoint_dir)
+        self.checkpoint = None
+        if path is None or path in LIGHTNING_CKPT_NAMES:
+            return
+        self.checkpoint = read_checkpoint(path)
+        if subcommand == "fit":
+            check_resumable(self.checkpoint, path)
+        check_model_class(self.checkpoint, config.model.class_path, path)
+        if is_imported(self.checkpoint):
+            settings = saved_settings(self.checkpoint)
+            model = {"class_path": config.model.class_path, "init_args": settings}
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+            log.warning("%s was imported by nowcast-convert: its settings replace the config's: %s", path,
+                        ", ".join(f"{k}={v!r}" for k, v in settings.items()))
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = Path(config.runs_root) / config.run_name
+        run_dir, checkpoint_dir = run_folders(config)
         trainer = config.trainer
         trainer.default_root_dir = str(run_dir)
         if trainer.logger in (None, True):
@@ -68,8 +129,7 @@ class NowcastCLI(LightningCLI):
                 class_path="lightning.pytorch.loggers.TensorBoardLogger",
                 init_args=Namespace(save_dir=config.runs_root, name=config.run_name, version=""),
             )
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = str(run_dir / "checkpoints")
+        config.checkpoint.dirpath = str(checkpoint_dir)
         trainer.callbacks = _with_default_callbacks(trainer.callbacks, log_lr=trainer.logger is not False)
         if config.checkpoint_every_n_steps > 0:
             # ModelCheckpoint triggers are exclusive: a second one writes the same last.ckpt every N steps.
@@ -79,17 +139,34 @@ class NowcastCLI(LightningCLI):
                                                init_args=every_steps))
 
     def before_fit(self) -> None:
-        """Resolve ``--ckpt_path auto`` and make TensorBoard continue where the checkpoint was written."""
-        arguments = self.config_init[self.subcommand]
-        if arguments.get("ckpt_path") == AUTO:
-            checkpoint_dir = Path(self.trainer.checkpoint_callback.dirpath)
-            arguments["ckpt_path"] = resolve_auto(Path(self.trainer.default_root_dir), checkpoint_dir)
-        path = arguments.get("ckpt_path")
+        """Check the resumed checkpoint and make TensorBoard continue where it was written."""
+        self._check_weights()
+        path = self.config_init[self.subcommand].get("ckpt_path")
         logger = self.trainer.logger
         if path and Path(path).is_file() and isinstance(logger, TensorBoardLogger) and logger._experiment is None:
             # Events at or after the resumed step, logged by the interrupted run after its checkpoint, are
             # dropped by TensorBoard, so no step appears twice.
             logger._kwargs["purge_step"] = checkpoint_global_step(path)
+
+    def before_validate(self) -> None:
+        self._check_weights()
+
+    def before_test(self) -> None:
+        self._check_weights()
+
+    def before_predict(self) -> None:
+        self._check_weights()
+
+    def _check_weights(self) -> None:
+        """Refuse, before Lightning loads it, a checkpoint whose weights do not fit the configured model."""
+        if getattr(self, "checkpoint", None) is not None:
+            check_weights_fit(self.model, self.checkpoint, self.config_init[self.subcommand]["ckpt_path"])
+
+
+def run_folders(config: Namespace) -> tuple[Path, Path]:
+    """The run folder ``<runs_root>/<run_name>`` and its checkpoint folder (``checkpoint.dirpath`` if set)."""
+    run_dir = Path(config.runs_root) / config.run_name
+    return run_dir, Path(config.checkpoint.dirpath or run_dir / "checkpoints")
 
 
 def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> list:

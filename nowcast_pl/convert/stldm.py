@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nowcast_pl.checkpoints import load_torch_file
+
 _RULES: list[tuple[str, str]] = [
     # VAE: ConvSC -> (conv, norm); the head/readout convs keep their index.
     (r"^backbone\.vae\.encoder\.enc\.(\d+)\.conv\.conv\.", r"vae.encoder.\1.0."),
@@ -119,7 +121,7 @@ def load_official(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(path)))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):
