@@ -28,6 +28,9 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+DATA_SETTINGS = ("in_frames", "out_frames", "value_range")
+"""Model settings the CLI links from ``data.init_args`` (set there, not under ``model.init_args``)."""
+
 IMPORTED = "nowcast_converted_from"
 """Key of the provenance record that ``nowcast-convert`` writes into the checkpoints it imports."""
 
@@ -120,16 +123,21 @@ def check_weights_fit(model: nn.Module, checkpoint: dict[str, Any], path: str | 
         return
     name = type(model).__name__
     configured = dict(getattr(model, "hparams", {}))
-    differing = [f"{k}={v!r} in the checkpoint, {configured[k]!r} in the config"
+    differing = [f"{_option(k)} is {configured[k]!r} in the config but {v!r} in the checkpoint"
                  for k, v in saved_settings(checkpoint).items() if k in configured and not _same(v, configured[k])]
     if differing:
-        raise CheckpointError(f"{path} does not fit the configured {name}: {'; '.join(differing)}; set those "
-                              "model settings to the checkpoint's (or use the config it was trained with)")
+        raise CheckpointError(f"{path} does not fit the configured {name}: {'; '.join(differing)}; set them to "
+                              "the checkpoint's values (or use the config it was trained with)")
     missing, unexpected = sorted(ours.keys() - theirs.keys()), sorted(theirs.keys() - ours.keys())
     shapes = sorted(k for k in ours.keys() & theirs.keys() if ours[k] != theirs[k])
     raise CheckpointError(
         f"{path} does not fit the configured {name} (it saves no differing settings): missing {_listed(missing)}; "
         f"unexpected {_listed(unexpected)}; other shapes {_listed(shapes)}; use the config it was trained with")
+
+
+def _option(setting: str) -> str:
+    """The config key of a model setting."""
+    return f"{'data' if setting in DATA_SETTINGS else 'model'}.init_args.{setting}"
 
 
 def _shapes(model: nn.Module, state: dict[str, Any]) -> dict[str, tuple[int, ...]]:

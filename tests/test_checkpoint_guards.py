@@ -114,8 +114,9 @@ def test_checkpoint_of_another_architecture_names_the_settings(trained, capsys, 
                             "--ckpt_path", "last" if ckpt_path == "last" else str(checkpoint),
                             "--model.init_args.hid_S", "16", "--model.init_args.N_T", "3"])
     assert error == (f"nowcast: error: CheckpointError: {checkpoint} does not fit the configured SimVPTask: "
-                     "hid_S=8 in the checkpoint, 16 in the config; N_T=2 in the checkpoint, 3 in the config; set "
-                     "those model settings to the checkpoint's (or use the config it was trained with)")
+                     "model.init_args.hid_S is 16 in the config but 8 in the checkpoint; model.init_args.N_T is 3 "
+                     "in the config but 2 in the checkpoint; set them to the checkpoint's values (or use the config "
+                     "it was trained with)")
 
 
 def test_evaluation_and_run_time_settings_may_differ_from_the_checkpoint(trained):
