@@ -102,9 +102,11 @@ class NowcastCLI(LightningCLI):
                                  f"{config.ckpt_path} too (drop one of them)")
             if rank_zero_only.rank == 0:
                 start_over(run_dir, checkpoint_dir)
+            config.restart = False  # done once: the run's config.yaml must not start it over again
         elif subcommand == "fit" and config.ckpt_path is None:
             refuse_silent_restart(run_dir, checkpoint_dir)
-        config.ckpt_path = path = resolve_ckpt_path(config.ckpt_path, subcommand, run_dir, checkpoint_dir)
+        # The file is handed to the trainer; config.yaml keeps ``last``/``auto`` for the next invocation.
+        self.ckpt_file = path = resolve_ckpt_path(config.ckpt_path, subcommand, run_dir, checkpoint_dir)
         self.checkpoint = None
         if path is None or path in LIGHTNING_CKPT_NAMES:
             return
@@ -140,8 +142,7 @@ class NowcastCLI(LightningCLI):
 
     def before_fit(self) -> None:
         """Check the resumed checkpoint and make TensorBoard continue where it was written."""
-        self._check_weights()
-        path = self.config_init[self.subcommand].get("ckpt_path")
+        path = self._checked_ckpt_file()
         logger = self.trainer.logger
         if path and Path(path).is_file() and isinstance(logger, TensorBoardLogger) and logger._experiment is None:
             # Events at or after the resumed step, logged by the interrupted run after its checkpoint, are
@@ -149,18 +150,21 @@ class NowcastCLI(LightningCLI):
             logger._kwargs["purge_step"] = checkpoint_global_step(path)
 
     def before_validate(self) -> None:
-        self._check_weights()
+        self._checked_ckpt_file()
 
     def before_test(self) -> None:
-        self._check_weights()
+        self._checked_ckpt_file()
 
     def before_predict(self) -> None:
-        self._check_weights()
+        self._checked_ckpt_file()
 
-    def _check_weights(self) -> None:
-        """Refuse, before Lightning loads it, a checkpoint whose weights do not fit the configured model."""
-        if getattr(self, "checkpoint", None) is not None:
-            check_weights_fit(self.model, self.checkpoint, self.config_init[self.subcommand]["ckpt_path"])
+    def _checked_ckpt_file(self) -> str | None:
+        """Hand the resolved checkpoint file to the trainer, after refusing one whose weights do not fit the
+        configured model (before Lightning loads it)."""
+        self.config_init[self.subcommand]["ckpt_path"] = self.ckpt_file
+        if self.checkpoint is not None:
+            check_weights_fit(self.model, self.checkpoint, self.ckpt_file)
+        return self.ckpt_file
 
 
 def run_folders(config: Namespace) -> tuple[Path, Path]:

@@ -92,6 +92,8 @@ def test_fit_again_refuses_and_restart_moves_the_old_checkpoints_aside(tmp_path,
     assert len(list(aside.glob("events.out.tfevents.*"))) == 1
     assert load_checkpoint(final_checkpoint(run))["global_step"] == 2  # what --ckpt_path last now resumes
     assert [s for s, _ in scalars(run, "train/loss")] == [0, 1]  # the replaced run's events are not mixed in
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["restart"] is False and saved["ckpt_path"] is None  # reusing config.yaml starts nothing over
 
 
 def test_checkpoint_of_another_model_class_is_refused_naming_both(tmp_path, trained, store, capsys):
@@ -191,6 +193,7 @@ def test_resume_with_last_logs_every_tensorboard_step_once(tmp_path, store):
     build_cli(["fit", *common, "--trainer.max_epochs", "3", "--ckpt_path", "last"])
     assert load_checkpoint(last)["global_step"] == 21
     assert logged_steps(tmp_path / "runs" / "r", "train/loss") == list(range(21))
+    assert yaml.safe_load((tmp_path / "runs" / "r" / "config.yaml").read_text())["ckpt_path"] == "last"
 
 
 def logged_steps(run_dir, tag: str) -> list[int]:
