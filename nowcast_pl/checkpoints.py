@@ -6,10 +6,12 @@ code). A file that is empty, truncated, not a torch file, or a torch file that i
 
 Which settings build the model:
 
-* A checkpoint written by ``nowcast fit`` must be of the configured model class, and its weights must fit the
-  model the config builds; otherwise the error names both classes, or the saved settings that differ from the
-  config (``dim=16 in the checkpoint, 8 in the config``). The config's other settings (evaluation, optimiser)
-  apply as given; run-time settings (:data:`nowcast_pl.tasks.base.RUNTIME_SETTINGS`) are never saved.
+* A checkpoint written by ``nowcast fit`` (any checkpoint not marked as imported) must be of the configured
+  model class, and its weights must fit the model the config builds; otherwise the error names both classes,
+  or the saved settings that differ from the config (``model.init_args.dim is 8 in the config but 16 in the
+  checkpoint``). The config's other settings (evaluation, optimiser) apply as given, unlike LightningCLI's
+  default, which replaces every setting by the checkpoint's; run-time settings
+  (:data:`nowcast_pl.tasks.base.RUNTIME_SETTINGS`) are never saved.
 * A checkpoint imported by ``nowcast-convert`` (it has ``nowcast_converted_from``) carries the architecture
   of the official weights, e.g. RainDiff's ``variant: released``; those settings replace the config's, so a
   paper config evaluates it as written.
@@ -18,7 +20,6 @@ Which settings build the model:
 from __future__ import annotations
 
 import importlib
-import logging
 import pickle
 import zipfile
 from pathlib import Path
@@ -33,8 +34,6 @@ DATA_SETTINGS = ("in_frames", "out_frames", "value_range")
 
 IMPORTED = "nowcast_converted_from"
 """Key of the provenance record that ``nowcast-convert`` writes into the checkpoints it imports."""
-
-log = logging.getLogger(__name__)
 
 
 class CheckpointError(ValueError):

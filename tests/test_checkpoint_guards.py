@@ -213,3 +213,16 @@ def logged_steps(run_dir, tag: str) -> list[int]:
                 steps = [s for s in steps if s < event.step]
             steps += [event.step for value in event.summary.value if value.tag == tag]
     return steps
+
+
+def test_checkpoint_without_saved_settings_names_the_tensors_that_differ(tmp_path, trained, capsys):
+    config, runs = trained
+    saved = load_checkpoint(runs / "r" / "checkpoints" / "last.ckpt")
+    path = tmp_path / "no_settings.ckpt"
+    torch.save({k: v for k, v in saved.items() if k != "hyper_parameters"}, path)
+    error = _error(capsys, ["test", "--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name",
+                            "x", "--ckpt_path", str(path), "--model.init_args.N_T", "3"])
+    assert error.startswith(f"nowcast: error: CheckpointError: {path} does not fit the configured SimVPTask (it "
+                            "saves no differing settings): missing 36 (net.translator.decoder.2.branches.0.0.bias, ")
+    assert "; unexpected 0; other shapes 16 (net.translator.decoder.1.branches.0.0.bias, " in error
+    assert error.endswith("); use the config it was trained with")
