@@ -85,9 +85,11 @@ def test_fit_again_refuses_and_restart_moves_the_old_checkpoints_aside(tmp_path,
                      f"({run}/checkpoints/last.ckpt): resume with --ckpt_path last, start over with --restart "
                      "true, or choose a new --run_name")
 
-    build_cli(["fit", *common, "--restart", "true", "--trainer.max_steps", "2"])
+    with caplog.at_level(logging.WARNING, logger="nowcast_pl.resume"):
+        build_cli(["fit", *common, "--restart", "true", "--trainer.max_steps", "2"])
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]  # no last-v1.ckpt
     (aside,) = run.glob("replaced-*")
+    assert f"--restart: moved 2 checkpoint and TensorBoard files of {run} to {aside}" in caplog.messages
     assert (aside / "checkpoints" / "last.ckpt").read_bytes() == first
     assert len(list(aside.glob("events.out.tfevents.*"))) == 1
     assert load_checkpoint(final_checkpoint(run))["global_step"] == 2  # what --ckpt_path last now resumes
