@@ -144,10 +144,10 @@ class NowcastCLI(LightningCLI):
         """Check the resumed checkpoint and make TensorBoard continue where it was written."""
         path = self._checked_ckpt_file()
         logger = self.trainer.logger
-        if path and Path(path).is_file() and isinstance(logger, TensorBoardLogger) and logger._experiment is None:
-            # Events at or after the resumed step, logged by the interrupted run after its checkpoint, are
-            # dropped by TensorBoard, so no step appears twice.
-            logger._kwargs["purge_step"] = checkpoint_global_step(path)
+        if isinstance(logger, TensorBoardLogger) and logger._experiment is None and path not in LIGHTNING_CKPT_NAMES:
+            # Events at or after the resumed step (from step 0 on a fresh start, e.g. after a run that died before
+            # its first checkpoint), logged by an interrupted run, are dropped by TensorBoard: no step twice.
+            logger._kwargs["purge_step"] = checkpoint_global_step(path) if path else 0
 
     def before_validate(self) -> None:
         self._checked_ckpt_file()

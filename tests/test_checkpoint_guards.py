@@ -198,6 +198,16 @@ def test_resume_with_last_logs_every_tensorboard_step_once(tmp_path, store):
     assert yaml.safe_load((tmp_path / "runs" / "r" / "config.yaml").read_text())["ckpt_path"] == "last"
 
 
+def test_fresh_start_after_a_run_that_died_before_its_first_checkpoint_logs_every_step_once(tmp_path, store):
+    config = write_config(tmp_path / "c.yaml", store, trainer={"limit_val_batches": 1})
+    common = ["--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name", "r"]
+    run = tmp_path / "runs" / "r"
+    build_cli(["fit", *common, "--trainer.max_steps", "3"])
+    shutil.rmtree(run / "checkpoints")  # it logged steps 0-2 and died before writing a checkpoint
+    build_cli(["fit", *common, "--ckpt_path", "auto"])  # the requeued job starts from scratch
+    assert logged_steps(run, "train/loss") == list(range(7))
+
+
 def logged_steps(run_dir, tag: str) -> list[int]:
     """Steps of ``tag`` in every events file of ``run_dir``, in writing order, less those a purge marker drops.
 
