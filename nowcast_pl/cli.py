@@ -11,7 +11,8 @@ and ``checkpoints/last*.ckpt``, or starts from scratch (saying so) when there is
 the first submission of a job and every requeue. ``last`` and ``auto`` are resolved to the file before anything
 runs; ``test``/``validate``/``predict`` with nothing to load, and ``fit`` without ``--ckpt_path`` in a run that
 has checkpoints (unless ``--restart true``), are errors (see :mod:`nowcast_pl.resume`). A resumed run logs to
-the same TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
+the same TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``); a
+fresh start drops any events left in the folder by a run that died before its first checkpoint.
 
 A checkpoint file is read with the safe loader and checked against the configured model before use: another
 model class, or weights that do not fit the configured architecture, are one-line errors; only a checkpoint
