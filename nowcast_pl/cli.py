@@ -12,15 +12,23 @@ every validation, every ``--checkpoint_every_n_steps`` steps, every ``--checkpoi
 ``nowcast fit`` with status 143 or 130. ``--checkpoint.*`` configures extra top-k checkpoints only.
 
 ``nowcast fit --ckpt_path auto`` resumes from the newest of the SLURM requeue checkpoint (``hpc_ckpt_N.ckpt``)
-and ``checkpoints/last*.ckpt``, or starts from scratch when there is none: the same command serves the first
-submission of a job and every requeue (see :mod:`nowcast_pl.resume`). A resumed run logs to the same
-TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``).
+and ``checkpoints/last*.ckpt``, or starts from scratch (saying so) when there is none: the same command serves
+the first submission of a job and every requeue. ``last`` and ``auto`` are resolved to the file before anything
+runs; ``test``/``validate``/``predict`` with nothing to load, and ``fit`` without ``--ckpt_path`` in a run that
+has checkpoints (unless ``--restart true``), are errors (see :mod:`nowcast_pl.resume`). A resumed run logs to
+the same TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``); a
+fresh start drops any events left in the folder by a run that died before its first checkpoint.
+
+A checkpoint file is read with the safe loader and checked against the configured model before use: another
+model class, or weights that do not fit the configured architecture, are one-line errors; only a checkpoint
+imported by ``nowcast-convert`` replaces the config's architecture settings (see :mod:`nowcast_pl.checkpoints`).
 
 ``nowcast report ...`` is not a LightningCLI sub-command: :func:`main` hands it to :mod:`nowcast_pl.report.cli`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -29,23 +37,50 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from nowcast_pl.callbacks import DEFAULT_CALLBACKS, RESUME_CALLBACKS, LastCheckpoint
+from nowcast_pl.checkpoints import (
+    check_model_class,
+    check_resumable,
+    check_weights_fit,
+    is_imported,
+    read_checkpoint,
+    saved_settings,
+)
 from nowcast_pl.data.datamodule import RadarDataModule
 from nowcast_pl.data.schema import StoreValidationError
-from nowcast_pl.resume import AUTO, checkpoint_global_step, resolve_auto
+from nowcast_pl.resume import (
+    checkpoint_global_step,
+    refuse_silent_restart,
+    resolve_ckpt_path,
+    start_over,
+)
 from nowcast_pl.tasks.base import NowcastTask
+from nowcast_pl.trainer_counts import integers_before_floats
 
 # Raised by nowcast_pl for bad configurations, stores and arguments; printed as one line by main().
-USER_ERRORS = (FileNotFoundError, StoreValidationError, ValueError)
+USER_ERRORS = (FileExistsError, FileNotFoundError, StoreValidationError, ValueError)
+# ``--ckpt_path`` values Lightning resolves itself (no file to check here).
+LIGHTNING_CKPT_NAMES = ("best", "hpc")
+log = logging.getLogger(__name__)
 
 
 class NowcastCLI(LightningCLI):
     """LightningCLI with the run-folder convention and links from the data module to the model."""
 
+    def add_core_arguments_to_parser(self, parser) -> None:
+        """Trainer, model and data arguments; ``limit_val_batches: 1`` stays one batch (see
+        :mod:`nowcast_pl.trainer_counts`)."""
+        super().add_core_arguments_to_parser(parser)
+        integers_before_floats(parser)
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_name", default="nowcast", help="Run folder name under --runs_root.")
         parser.add_argument("--runs_root", default="runs", help="Folder holding one sub-folder per run.")
+        parser.add_argument("--restart", type=bool, default=False,
+                            help="fit: start over in a run folder that has checkpoints; they and the TensorBoard "
+                                 "events are moved to <run>/replaced-<UTC time>/ first.")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({"checkpoint.save_last": False, "checkpoint.save_top_k": 0})
         parser.add_argument("--checkpoint_every_n_steps", type=int, default=0,
@@ -59,9 +94,45 @@ class NowcastCLI(LightningCLI):
         for key in ("units", "time_step_minutes"):
             parser.link_arguments(f"data.{key}", f"model.init_args.{key}", apply_on="instantiate")
 
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path last|auto`` to a file, refuse a silent restart, and check the checkpoint.
+
+        Replaces LightningCLI's merge of every saved hyper-parameter into the config (which silently swapped
+        the model class or architecture): only an imported checkpoint's architecture settings are merged.
+        """
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        run_dir, checkpoint_dir = run_folders(config)
+        if subcommand == "fit" and config.restart:
+            if config.ckpt_path:
+                raise ValueError(f"--restart true starts {run_dir} over; it cannot resume --ckpt_path "
+                                 f"{config.ckpt_path} too (drop one of them)")
+            if rank_zero_only.rank == 0:
+                start_over(run_dir, checkpoint_dir)
+            config.restart = False  # done once: the run's config.yaml must not start it over again
+        elif subcommand == "fit" and config.ckpt_path is None:
+            refuse_silent_restart(run_dir, checkpoint_dir)
+        # The file is handed to the trainer; config.yaml keeps ``last``/``auto`` for the next invocation.
+        self.ckpt_file = path = resolve_ckpt_path(config.ckpt_path, subcommand, run_dir, checkpoint_dir)
+        self.checkpoint = None
+        if path is None or path in LIGHTNING_CKPT_NAMES:
+            return
+        self.checkpoint = read_checkpoint(path)
+        if subcommand == "fit":
+            check_resumable(self.checkpoint, path)
+        check_model_class(self.checkpoint, config.model.class_path, path)
+        if is_imported(self.checkpoint):
+            settings = saved_settings(self.checkpoint)
+            model = {"class_path": config.model.class_path, "init_args": settings}
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+            log.warning("%s was imported by nowcast-convert: its settings replace the config's: %s", path,
+                        ", ".join(f"{k}={v!r}" for k, v in settings.items()))
+
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = Path(config.runs_root) / config.run_name
+        run_dir, checkpoint_dir = run_folders(config)
         trainer = config.trainer
         trainer.default_root_dir = str(run_dir)
         if trainer.logger in (None, True):
@@ -69,8 +140,7 @@ class NowcastCLI(LightningCLI):
                 class_path="lightning.pytorch.loggers.TensorBoardLogger",
                 init_args=Namespace(save_dir=config.runs_root, name=config.run_name, version=""),
             )
-        if config.checkpoint.dirpath is None:
-            config.checkpoint.dirpath = str(run_dir / "checkpoints")
+        config.checkpoint.dirpath = str(checkpoint_dir)
         if config.checkpoint.save_last:
             raise ValueError("--checkpoint.save_last: nowcast always writes checkpoints/last.ckpt itself (see "
                              "--checkpoint_every_n_steps and --checkpoint_every_n_minutes); remove the setting")
@@ -82,17 +152,36 @@ class NowcastCLI(LightningCLI):
         trainer.callbacks.append(Namespace(class_path=f"{LastCheckpoint.__module__}.LastCheckpoint", init_args=last))
 
     def before_fit(self) -> None:
-        """Resolve ``--ckpt_path auto`` and make TensorBoard continue where the checkpoint was written."""
-        arguments = self.config_init[self.subcommand]
-        if arguments.get("ckpt_path") == AUTO:
-            checkpoint_dir = Path(self.trainer.checkpoint_callback.dirpath)
-            arguments["ckpt_path"] = resolve_auto(Path(self.trainer.default_root_dir), checkpoint_dir)
-        path = arguments.get("ckpt_path")
+        """Check the resumed checkpoint and make TensorBoard continue where it was written."""
+        path = self._checked_ckpt_file()
         logger = self.trainer.logger
-        if path and Path(path).is_file() and isinstance(logger, TensorBoardLogger) and logger._experiment is None:
-            # Events at or after the resumed step, logged by the interrupted run after its checkpoint, are
-            # dropped by TensorBoard, so no step appears twice.
-            logger._kwargs["purge_step"] = checkpoint_global_step(path)
+        if isinstance(logger, TensorBoardLogger) and logger._experiment is None and path not in LIGHTNING_CKPT_NAMES:
+            # Events at or after the resumed step (from step 0 on a fresh start, e.g. after a run that died before
+            # its first checkpoint), logged by an interrupted run, are dropped by TensorBoard: no step twice.
+            logger._kwargs["purge_step"] = checkpoint_global_step(path) if path else 0
+
+    def before_validate(self) -> None:
+        self._checked_ckpt_file()
+
+    def before_test(self) -> None:
+        self._checked_ckpt_file()
+
+    def before_predict(self) -> None:
+        self._checked_ckpt_file()
+
+    def _checked_ckpt_file(self) -> str | None:
+        """Hand the resolved checkpoint file to the trainer, after refusing one whose weights do not fit the
+        configured model (before Lightning loads it)."""
+        self.config_init[self.subcommand]["ckpt_path"] = self.ckpt_file
+        if self.checkpoint is not None:
+            check_weights_fit(self.model, self.checkpoint, self.ckpt_file)
+        return self.ckpt_file
+
+
+def run_folders(config: Namespace) -> tuple[Path, Path]:
+    """The run folder ``<runs_root>/<run_name>`` and its checkpoint folder (``checkpoint.dirpath`` if set)."""
+    run_dir = Path(config.runs_root) / config.run_name
+    return run_dir, Path(config.checkpoint.dirpath or run_dir / "checkpoints")
 
 
 def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> list:
@@ -125,13 +214,14 @@ def main(args: list[str] | None = None) -> None:
 
     ``nowcast report ...`` runs :mod:`nowcast_pl.report.cli`; every other sub-command is LightningCLI's.
     """
-    args = sys.argv[1:] if args is None else list(args)
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        if args[:1] == ["report"]:
+        if argv[:1] == ["report"]:
             from nowcast_pl.report.cli import main as report
 
-            raise SystemExit(report(args[1:]))
-        build_cli(args)
+            raise SystemExit(report(argv[1:]))
+        # LightningCLI reads sys.argv itself; passing it as ``args`` too makes it warn on every command.
+        build_cli(None if args is None else argv)
     except USER_ERRORS as err:
         if os.environ.get("NOWCAST_DEBUG"):
             raise

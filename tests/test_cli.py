@@ -53,6 +53,14 @@ def test_print_config_resolves_links(tmp_path, store, capsys):
     assert "class_path: nowcast_pl.tasks.SimVPTask" in printed and "in_frames: 4" in printed
 
 
+def test_a_normal_command_prints_no_lightningcli_args_warning(tmp_path, store):
+    cfg = write_config(tmp_path / "c.yaml", store)
+    done = subprocess.run([sys.executable, "-m", "nowcast_pl", "fit", "--config", str(cfg), "--print_config"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "class_path: nowcast_pl.tasks.SimVPTask" in done.stdout, done.stderr[-2000:]
+    assert "LightningCLI's args parameter" not in done.stderr
+
+
 def test_resume_from_last_equals_uninterrupted_training(tmp_path, store):
     cfg = write_config(tmp_path / "c.yaml", store, model_args={"schedule_steps": 8, "warmup_steps": 2})
     base = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs")]

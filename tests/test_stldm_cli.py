@@ -49,7 +49,7 @@ def test_converted_released_layout_checkpoint_is_evaluated_and_other_frames_are_
     common = ["--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name", "conv"]
     build_cli(["test", *common, "--ckpt_path", str(converted)])
     assert (tmp_path / "runs" / "conv" / "test_metrics.json").exists()
-    with pytest.raises(ValueError, match="checkpoint has in_frames=4 but the config sets in_frames=3; set data"):
+    with pytest.raises(ValueError, match="data.init_args.in_frames is 3 in the config but 4 in the checkpoint"):
         build_cli(["test", *common, "--ckpt_path", str(converted), "--data.init_args.in_frames", "3"])
 
 

@@ -3,9 +3,10 @@
 STLDM weights (``*.pt`` or the Hugging Face safetensors) go through :mod:`nowcast_pl.convert.stldm`.
 
 The output holds the converted weights of :class:`nowcast_pl.tasks.raindiff.RainDiffTask` (``net.*``) in
-Lightning's checkpoint layout, so ``nowcast test --config configs/raindiff_shanghai.yaml --ckpt_path OUT.ckpt
---model.init_args.variant released`` evaluates it (the official weights use the released Token-wise
-Attention arithmetic; DiffCast has no Token-wise Attention and converts with either variant).
+Lightning's checkpoint layout with the architecture they need as saved settings (``variant: released``: the
+official weights use the released Token-wise Attention arithmetic), so ``nowcast test --config
+configs/raindiff_shanghai.yaml --ckpt_path OUT.ckpt`` evaluates it as written. A file that is not a readable
+torch file is refused in one line.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ import lightning
 import torch
 from torch import Tensor
 
+from nowcast_pl.checkpoints import IMPORTED
 from nowcast_pl.convert.official import MODELS, convert_state_dict, load_official_state_dict
 from nowcast_pl.models.raindiff import RainDiffNet
+
+TASK = "nowcast_pl.tasks.raindiff.RainDiffTask"
 
 
 def architecture_of(official: dict[str, Tensor], model: str) -> dict:
@@ -54,12 +58,19 @@ def _count(state: dict[str, Tensor], pattern: str) -> int:
 def convert_file(model: str, source: Path, destination: Path) -> dict:
     """Write ``destination`` (Lightning checkpoint with ``state_dict``); return the architecture used."""
     official = load_official_state_dict(source)
-    arch = architecture_of(official, model)
+    try:
+        arch = architecture_of(official, model)
+    except ValueError as err:
+        raise ValueError(f"{source} is {err}") from None
     net = RainDiffNet(**arch)
     state = convert_state_dict(official, net.state_dict(), model)
+    # The architecture (out_frames is a guess from the file, so the data's value applies) as saved settings:
+    # they replace a config's (e.g. variant: paper), see nowcast_pl.checkpoints.
+    settings = {"_class_path": TASK} | {k: list(v) if isinstance(v, tuple) else v
+                                        for k, v in arch.items() if k != "out_frames"}
     checkpoint = {"state_dict": {f"net.{k}": v for k, v in state.items()}, "epoch": 0, "global_step": 0,
-                  "pytorch-lightning_version": lightning.__version__,
-                  "nowcast_converted_from": {"file": str(source), "model": model, **arch}}
+                  "pytorch-lightning_version": lightning.__version__, "hyper_parameters": settings,
+                  IMPORTED: {"file": str(source), "model": model, **arch}}
     destination.parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint, destination)
     return arch

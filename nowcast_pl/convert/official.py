@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
+from nowcast_pl.checkpoints import load_torch_file
 from nowcast_pl.convert.official_keys import official_rules, to_official_key, translate_key
 
 MODELS = ("raindiff", "diffcast")
@@ -24,7 +24,7 @@ def load_official_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"official checkpoint {path} does not exist")
-    payload: Any = torch.load(path, map_location="cpu", weights_only=True)
+    payload: Any = load_torch_file(path)
     state = payload.get("model", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ValueError(f"{path} is not an official RainDiff/DiffCast checkpoint (expected a state dict or "

@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from nowcast_pl.checkpoints import IMPORTED, load_torch_file
+
 _RULES: list[tuple[str, str]] = [
     # VAE: ConvSC -> (conv, norm); the head/readout convs keep their index.
     (r"^backbone\.vae\.encoder\.enc\.(\d+)\.conv\.conv\.", r"vae.encoder.\1.0."),
@@ -119,7 +121,7 @@ def load_official(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return dict(load_file(str(path)))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch_file(path)
     if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
         state = state["model"]
     if not isinstance(state, Mapping):
@@ -230,11 +232,14 @@ def write_checkpoint(official_path: str | Path, out_path: str | Path, **task_ove
     task = STLDMTask(in_frames=config["in_frames"], out_frames=config["out_frames"], **task_overrides)
     check_schedule(official, task.alphas_cumprod)
     task.net.load_state_dict(convert_state_dict(official, task.net.state_dict()))
-    return save_task_checkpoint(task, out_path)
+    return save_task_checkpoint(task, out_path, source=official_path)
 
 
-def save_task_checkpoint(task, out_path: str | Path) -> Path:
-    """Save ``task`` as a Lightning checkpoint that ``nowcast test --ckpt_path`` loads (step 0, no optimiser)."""
+def save_task_checkpoint(task, out_path: str | Path, *, source: str | Path | None = None) -> Path:
+    """Save ``task`` as a Lightning checkpoint that ``nowcast test --ckpt_path`` loads (step 0, no optimiser).
+
+    It is marked as imported (from ``source``), so its architecture settings replace a config's.
+    """
     import lightning
 
     out_path = Path(out_path)
@@ -242,7 +247,8 @@ def save_task_checkpoint(task, out_path: str | Path) -> Path:
     # Only the architecture: evaluation settings (thresholds, protocol, ...) stay with the user's config.
     hparams = {"_class_path": "nowcast_pl.tasks.STLDMTask"} | {k: task.hparams[k] for k in ARCHITECTURE}
     torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 0,
-                "pytorch-lightning_version": lightning.__version__}, out_path)
+                "pytorch-lightning_version": lightning.__version__,
+                IMPORTED: {"file": None if source is None else str(source), "model": "stldm"}}, out_path)
     return out_path
 
 

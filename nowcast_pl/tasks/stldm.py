@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nowcast_pl.checkpoints import read_checkpoint
 from nowcast_pl.diffusion import diffusion_loss, drop_condition, guided, q_sample, x0_denoiser
 from nowcast_pl.diffusion.noise import randn_like_rows
 from nowcast_pl.layers.vae import kl_to_standard_normal, reparameterize
@@ -258,7 +259,7 @@ class STLDMTask(DiffusionTask):
 
 def load_pretrained(task: STLDMTask, path: str | Path, modules: list[str]) -> None:
     """Copy the weights of ``modules`` (e.g. ``"net.vae"``) from an STLDMTask checkpoint into ``task``."""
-    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
+    state = read_checkpoint(path)["state_dict"]
     for name in modules:
         prefix = name + "."
         part = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
