@@ -225,8 +225,23 @@ def main(args: list[str] | None = None) -> None:
     except USER_ERRORS as err:
         if os.environ.get("NOWCAST_DEBUG"):
             raise
-        print(f"nowcast: error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"nowcast: error: {type(err).__name__}: {error_message(err)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def error_message(err: BaseException) -> str:
+    """The message of a user error, also when a DataLoader worker raised it.
+
+    PyTorch re-raises a worker's exception in the main process with the worker's whole traceback as the message
+    (``Caught X in DataLoader worker process N. Original Traceback ... module.X: message``); the original message
+    is its last line, after the exception's qualified name.
+    """
+    message = str(err)
+    if "\nOriginal Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    name, sep, original = last.partition(": ")
+    return original if sep and name.rsplit(".", 1)[-1] == type(err).__name__ else last
 
 
 if __name__ == "__main__":

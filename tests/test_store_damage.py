@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from data_prep.cli import main
+from nowcast_pl.cli import main as cli_main
 from nowcast_pl.data import RadarDataModule, RadarStore, RadarStoreWriter, Split
 from nowcast_pl.data.georef import model_grid
 from nowcast_pl.data.integrity import DamagedStoreError
+from tests.cli_helpers import write_config
 from tests.store_factory import ENCODING, METADATA, event_times, write_moving_store
 
 # 6 events of 12 frames = 72 frames in two shards of 64 frames: frames/c/1/0/0 holds frames 64-71, the last
@@ -50,9 +52,8 @@ def test_the_data_module_reports_a_damaged_window_in_one_line(store):
     _overwrite(store / LAST_SHARD)
     dm = RadarDataModule(str(store), in_frames=3, out_frames=2, value_range=(-10.0, 60.0),
                          splits={"test": Split(events=["ev005"])}, batch_size=2)
-    dm.setup("test")
-    with pytest.raises(DamagedStoreError, match=f"^{store}: array 'frames' frames 60-64 \\(event 'ev005'\\)"):
-        dm.datasets["test"][0]
+    with pytest.raises(DamagedStoreError, match=f"^{store}: array 'frames' frames 6[0-9]-71 \\(event 'ev005'\\)"):
+        dm.setup("test")  # the count of windows without a valid pixel reads the split's target frames
 
 
 @pytest.mark.parametrize("damaged, named", [("zarr.json", "zarr.json"), ("frames/zarr.json", "frames/zarr.json"),
@@ -119,3 +120,19 @@ def test_damaged_coordinates_are_named_when_the_model_grid_is_read(tmp_path):
     _overwrite(path / "x" / "c" / "0")
     with pytest.raises(DamagedStoreError, match=f"^{path}: array 'y' or 'x' cannot be read"):
         model_grid(RadarStore(path), None, "bilinear")
+
+
+def test_a_damaged_window_read_by_a_dataloader_worker_is_one_line_from_the_cli(store, tmp_path, capsys):
+    # The first shard holds frames 0-63: the inputs (frames 0-3), not the targets, of ev005's windows, so the
+    # split is set up and the damage is met by the DataLoader worker.
+    _overwrite(store / "frames/c/0/0/0")
+    config = write_config(tmp_path / "c.yaml", store)
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["test", "--config", str(config), "--runs_root", str(tmp_path / "runs"),
+                  "--data.init_args.num_workers", "1", "--data.init_args.splits.test",
+                  "{events: [ev005]}"])
+    assert stopped.value.code == 2
+    error = _one_line(capsys.readouterr().err.strip().splitlines()[-1])
+    assert error.startswith(f"nowcast: error: DamagedStoreError: {store}: array 'frames' frames ")
+    assert "DataLoader worker" not in error, error
+    assert "'ev005')" in error, error
