@@ -23,7 +23,7 @@ def runs(tmp_path_factory):
     simvp = write_config(root / "simvp.yaml", store)
     toy = write_config(root / "toy.yaml", store, model=TOY,
                        model_args={"sampling_steps": 3, "lr": 1e-3, "panel_every_n_val_steps": 0})
-    persistence = write_config(root / "persistence.yaml", store, model="nowcast_pl.tasks.PersistenceTask")
+    persistence = write_config(root / "persistence.yaml", store, model="nowcast_pl.models.baselines.PersistenceTask")
     for name, config in (("simvp", simvp), ("toy", toy)):
         build_cli(["fit", "--config", str(config), "--runs_root", str(root / "runs"), "--run_name", name,
                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"])
@@ -78,7 +78,7 @@ def test_validation_logs_ensemble_figures_and_the_learning_rate(runs):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from nowcast_pl.metrics import build_metrics, flatten_scores
-    from nowcast_pl.tasks import PersistenceTask
+    from nowcast_pl.models.baselines import PersistenceTask
 
     root, _, _ = runs
     events = EventAccumulator(str(root / "runs/toy")).Reload()
