@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from nowcast_pl.tasks import ExtrapolationTask, StepsTask
+from nowcast_pl.models.baselines import ExtrapolationTask, StepsTask
 
 
 def rain_cells(size: int, frames: int, rows: int) -> torch.Tensor:

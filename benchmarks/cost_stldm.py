@@ -42,7 +42,7 @@ def load_config(path: Path) -> tuple[dict, dict]:
 
 
 def build_ours(config: Path):
-    from nowcast_pl.tasks.stldm import STLDMTask
+    from nowcast_pl.models.stldm.task import STLDMTask
 
     model_args, data = load_config(config)
     task = STLDMTask(in_frames=data["in_frames"], out_frames=data["out_frames"], **model_args)

@@ -4,8 +4,8 @@ Prints one JSON object:
 
 * ``conv_layout``: a 3x3 convolution over 40 maps (STLDM's guided U-Net batch) in NCHW against channels-last,
   at the 4x4 bottom (512 -> 512) and at 8x8 (256 -> 256): the choice of
-  :func:`nowcast_pl.layers.memory_layout.conv_layout`.
-* ``temporal_norm``: STLDM's pre-norm over time (:class:`~nowcast_pl.layers.attention.GainLayerNorm`) of a
+  :func:`nowcast_pl.models.stldm.memory_layout.conv_layout`.
+* ``temporal_norm``: STLDM's pre-norm over time (:class:`~nowcast_pl.models.stldm.attention.GainLayerNorm`) of a
   channels-last ``(2, 20, 64, 32, 32)`` map, reduced along the axes as given against in memory order (what the
   layer does).
 * ``dilated_conv``: the 7x7 dilation-3 depthwise convolution of TAU and gSTA, channels-last, forward and forward
@@ -54,7 +54,7 @@ def conv_layout() -> list[dict]:
 
 
 def temporal_norm() -> dict:
-    from nowcast_pl.layers.attention import GainLayerNorm
+    from nowcast_pl.models.stldm.attention import GainLayerNorm
 
     norm = GainLayerNorm(64, channel_dim=2, reduce_dim=1)
     x = torch.randn(40, 64, 32, 32).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 20))

@@ -74,7 +74,7 @@ def config(folder: Path, store: Path, batch_size: int) -> Path:
         "seed_everything": 0,
         "trainer": {"accelerator": "cpu", "enable_progress_bar": False, "enable_model_summary": False,
                     "limit_val_batches": 0, "logger": False},
-        "model": {"class_path": "nowcast_pl.tasks.SimVPTask", "init_args": {
+        "model": {"class_path": "nowcast_pl.models.simvp.SimVPTask", "init_args": {
             "hid_S": 16, "hid_T": 64, "N_S": 2, "N_T": 4, "thresholds": [20.0], "lr": 1e-3}},
         "data": {"class_path": "nowcast_pl.data.RadarDataModule", "init_args": {
             "store": str(store), "in_frames": 5, "out_frames": 5, "value_range": [-10.0, 60.0],

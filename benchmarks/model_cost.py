@@ -59,7 +59,7 @@ def model_args(config: Path) -> dict:
 
 
 def build_ours(config: Path, in_frames: int, out_frames: int, overrides: list[str] = ()):
-    from nowcast_pl.tasks.raindiff import RainDiffTask
+    from nowcast_pl.models.raindiff.task import RainDiffTask
     args = model_args(config) | dict(protocol="pysteps", thresholds=[20.0])
     args |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in overrides)}
     args.pop("evaluation_scale", None)
@@ -292,8 +292,8 @@ def measure_unet_calls(args) -> dict:
 
 
 def measure_attention(args) -> dict:
-    from nowcast_pl.layers.softmax_attention import PixelSelfAttention
-    from nowcast_pl.layers.tokenwise_attention import TokenwiseAttention
+    from nowcast_pl.models.raindiff.softmax_attention import PixelSelfAttention
+    from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseAttention
     torch.manual_seed(0)
     layer = (TokenwiseAttention(64, args.variant) if args.attention == "tokenwise"
              else PixelSelfAttention(64, heads=1, dim_head=64)).eval()

@@ -4,7 +4,7 @@
     python benchmarks/official_parity.py --model diffcast --official-repo /path/to/DiffCast
 
 Builds the official model (SimVP backbone + context net + U-Net) with random weights, converts its state
-dict into ours with :func:`nowcast_pl.convert.official.convert_state_dict` (variant ``released``), and
+dict into ours with :func:`nowcast_pl.models.raindiff.convert.convert_state_dict` (variant ``released``), and
 prints one JSON object with the largest absolute difference of: the SimVP mean, the encoder contexts, one
 U-Net call, the training loss at fixed noise and timestep, and a 5-step DDIM sample at fixed noise (fp32,
 CPU, 5 -> 20 frames by default). The random weights are the official initialisation with the layer scales,
@@ -31,9 +31,9 @@ from types import ModuleType
 
 import torch
 
-from nowcast_pl.convert.official import convert_state_dict
-from nowcast_pl.models.raindiff import RainDiffNet, normalise
-from nowcast_pl.tasks.raindiff import RainDiffTask
+from nowcast_pl.models.raindiff.convert import convert_state_dict
+from nowcast_pl.models.raindiff.network import RainDiffNet, normalise
+from nowcast_pl.models.raindiff.task import RainDiffTask
 
 TRAINING_LOSS_COMMIT = "836f9ee"
 MAGNITUDES = ("unet_output_abs_max", "training_loss_value")  # reported for scale, not differences

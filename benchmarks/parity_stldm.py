@@ -1,7 +1,7 @@
 """Numerical parity of our STLDM with the released code (``sqfoo/stldm_official``), fp32 on CPU.
 
 Builds the official model with random weights (seeded), converts its state dict with
-:mod:`nowcast_pl.convert.stldm`, and prints one JSON object with the largest absolute differences of: VAE
+:mod:`nowcast_pl.models.stldm.convert`, and prints one JSON object with the largest absolute differences of: VAE
 encode/decode, Translator mean, one U-Net call with and without the condition, each training loss term at
 fixed noise / timestep / CFG drop (conditional and unconditional step; stochastic depth set to 0 on both
 sides, the one random draw that cannot be shared), and a 5-step guided DDIM sample (w = 1) at fixed noise
@@ -84,8 +84,8 @@ def zero_stochastic_depth(official: torch.nn.Module, ours: torch.nn.Module) -> N
 
 def build(dataset: str, repo: Path, seed: int):
     """Official model with random weights and our STLDMTask holding the converted weights."""
-    from nowcast_pl.convert.stldm import check_schedule, convert_state_dict
-    from nowcast_pl.tasks.stldm import STLDMTask
+    from nowcast_pl.models.stldm.convert import check_schedule, convert_state_dict
+    from nowcast_pl.models.stldm.task import STLDMTask
 
     official_model, official_config = import_official(repo)
     torch.manual_seed(seed)
@@ -104,7 +104,7 @@ def hugging_face_layout(dataset: str, repo: Path, official, ours) -> dict[str, f
     The released Hugging Face class is built with the same configuration, loads the official state dict
     strictly (so its keys are the ``*.pt`` keys) and writes ``model.safetensors`` with ``save_pretrained``.
     """
-    from nowcast_pl.convert.stldm import convert_state_dict, load_official
+    from nowcast_pl.models.stldm.convert import convert_state_dict, load_official
 
     _, official_config = import_official(repo)
     import stldm.stldm_hf as hf  # noqa: PLC0415
@@ -143,7 +143,7 @@ def network_parity(official, ours, x: torch.Tensor) -> dict[str, float]:
 
 
 def loss_parity(official, ours, x: torch.Tensor, y: torch.Tensor, *, keep: float) -> dict[str, float]:
-    from nowcast_pl.tasks.stldm import TrainingDraws
+    from nowcast_pl.models.stldm.task import TrainingDraws
 
     official.train(), ours.train()
     zero_stochastic_depth(official, ours)

@@ -29,6 +29,8 @@ import torch
 from torch import nn
 from torchmetrics import Metric
 
+from nowcast_pl.models.moved import current_class_path
+
 DATA_SETTINGS = ("in_frames", "out_frames", "value_range")
 """Model settings the CLI links from ``data.init_args`` (set there, not under ``model.init_args``)."""
 
@@ -104,8 +106,9 @@ def check_model_class(checkpoint: dict[str, Any], class_path: str, path: str | P
 
 
 def _resolve(class_path: str) -> object:
-    """The class named by ``class_path``, or the path itself when it does not import."""
-    module, _, name = class_path.rpartition(".")
+    """The class named by ``class_path`` (a path from before the model folders is mapped to today's), or the
+    path itself when it does not import."""
+    module, _, name = current_class_path(class_path).rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError):

@@ -10,7 +10,7 @@ TINY_SIMVP = {"hid_S": 8, "hid_T": 16, "N_S": 2, "N_T": 2, "thresholds": [20.0, 
               "panel_every_n_val_steps": 1}
 
 
-def write_config(path: Path, store: Path, *, model: str = "nowcast_pl.tasks.SimVPTask", model_args=None,
+def write_config(path: Path, store: Path, *, model: str = "nowcast_pl.models.simvp.SimVPTask", model_args=None,
                  trainer=None) -> Path:
     """A LightningCLI config over ``store`` (6 events of 12 frames, 16×16, one day apart)."""
     config = {

@@ -72,7 +72,7 @@ class Case:
 
 TOY_DIFFUSION = Case("toy_diffusion", "tests.toy_diffusion.ToyDiffusionTask",
                      {"thresholds": [20.0, 35.0], "ema_decay": 0.9, "sampling_steps": 3, "eval_members": 2})
-SIMVP = Case("simvp", "nowcast_pl.tasks.SimVPTask", dict(TINY_SIMVP))
+SIMVP = Case("simvp", "nowcast_pl.models.simvp.SimVPTask", dict(TINY_SIMVP))
 SHIPPED_TINY = ("raindiff", "diffcast", "stldm")
 
 

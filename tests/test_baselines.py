@@ -9,9 +9,9 @@ import torch
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.metrics import build_metrics, flatten_scores
-from nowcast_pl.tasks import ExtrapolationTask, PersistenceTask, StepsTask
-from nowcast_pl.tasks.rain_rate import from_rain_rate, rain_rate_db, rain_rate_from_db, to_rain_rate
-from nowcast_pl.tasks.steps import row_seeds
+from nowcast_pl.models.baselines import ExtrapolationTask, PersistenceTask, StepsTask
+from nowcast_pl.models.baselines.rain_rate import from_rain_rate, rain_rate_db, rain_rate_from_db, to_rain_rate
+from nowcast_pl.models.baselines.steps import row_seeds
 from tests.cli_helpers import write_config
 from tests.store_factory import write_moving_store
 
@@ -111,8 +111,8 @@ def test_steps_row_seeds_come_from_the_generators_and_no_rain_gives_no_echo():
         StepsTask(**(TASK_ARGS | {"in_frames": 2}))
 
 
-@pytest.mark.parametrize(("model", "extra"), [("nowcast_pl.tasks.ExtrapolationTask", {}),
-                                              ("nowcast_pl.tasks.StepsTask", {"cascade_levels": 3})])
+@pytest.mark.parametrize(("model", "extra"), [("nowcast_pl.models.baselines.ExtrapolationTask", {}),
+                                              ("nowcast_pl.models.baselines.StepsTask", {"cascade_levels": 3})])
 def test_baselines_run_through_nowcast_test(tmp_path, store, model, extra):
     cfg = write_config(tmp_path / "c.yaml", store, model=model, model_args=extra)
     build_cli(["test", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "b"])
@@ -122,7 +122,7 @@ def test_baselines_run_through_nowcast_test(tmp_path, store, model, extra):
 
 
 def test_fitting_a_baseline_is_a_clear_error(tmp_path, store, capsys):
-    cfg = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.tasks.StepsTask")
+    cfg = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.models.baselines.StepsTask")
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")])
     assert "StepsTask has nothing to fit" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from tests.cli_helpers import write_config
 from tests.scaleout_cases import final_checkpoint, load_checkpoint, scalars
 from tests.store_factory import write_moving_store
 
-RAINDIFF = "nowcast_pl.tasks.raindiff.RainDiffTask"
+RAINDIFF = "nowcast_pl.models.raindiff.RainDiffTask"
 TINY_RAINDIFF = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,
                  "thresholds": [20.0, 35.0]}
 
@@ -104,10 +104,23 @@ def test_checkpoint_of_another_model_class_is_refused_naming_both(tmp_path, trai
     checkpoint = runs / "r" / "checkpoints" / "last.ckpt"
     error = _error(capsys, ["test", "--config", str(raindiff), "--runs_root", str(tmp_path / "runs"),
                             "--run_name", "x", "--ckpt_path", str(checkpoint)])
-    assert error == (f"nowcast: error: CheckpointError: {checkpoint} holds a SimVPTask (nowcast_pl.tasks.SimVPTask) "
-                     f"but the config's model is RainDiffTask ({RAINDIFF}); use the config the checkpoint was "
-                     "trained with (<run>/config.yaml) or a checkpoint of the configured model")
+    assert error == (f"nowcast: error: CheckpointError: {checkpoint} holds a SimVPTask "
+                     f"(nowcast_pl.models.simvp.SimVPTask) but the config's model is RainDiffTask ({RAINDIFF}); use "
+                     "the config the checkpoint was trained with (<run>/config.yaml) or a checkpoint of the configured "
+                     "model")
     assert not (tmp_path / "runs" / "x" / "config.yaml").exists()
+
+
+def test_checkpoint_saved_before_the_model_folders_is_of_the_same_class(tmp_path, trained, capsys):
+    config, runs = trained
+    checkpoint = load_checkpoint(runs / "r" / "checkpoints" / "last.ckpt")
+    checkpoint["hyper_parameters"]["_class_path"] = "nowcast_pl.tasks.SimVPTask"  # its path until the move
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    for name, path in [("old", tmp_path / "old.ckpt"), ("new", runs / "r" / "checkpoints" / "last.ckpt")]:
+        main(["test", "--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name", name,
+              "--ckpt_path", str(path)])
+    scores = [json.loads((tmp_path / "runs" / name / "test_metrics.json").read_text()) for name in ("old", "new")]
+    assert "csi@20dBZ" in scores[0] and scores[0] == scores[1]
 
 
 @pytest.mark.parametrize("ckpt_path", ["last", "file"])

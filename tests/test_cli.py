@@ -50,14 +50,14 @@ def test_print_config_resolves_links(tmp_path, store, capsys):
     with pytest.raises(SystemExit):
         _run("fit", "--config", str(cfg), "--print_config")
     printed = capsys.readouterr().out
-    assert "class_path: nowcast_pl.tasks.SimVPTask" in printed and "in_frames: 4" in printed
+    assert "class_path: nowcast_pl.models.simvp.SimVPTask" in printed and "in_frames: 4" in printed
 
 
 def test_a_normal_command_prints_no_lightningcli_args_warning(tmp_path, store):
     cfg = write_config(tmp_path / "c.yaml", store)
     done = subprocess.run([sys.executable, "-m", "nowcast_pl", "fit", "--config", str(cfg), "--print_config"],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and "class_path: nowcast_pl.tasks.SimVPTask" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0 and "class_path: nowcast_pl.models.simvp.SimVPTask" in done.stdout, done.stderr[-2000:]
     assert "LightningCLI's args parameter" not in done.stderr
 
 
@@ -116,7 +116,7 @@ def test_store_of_the_wrong_schema_is_rejected_with_the_field(tmp_path, store, c
 
 
 def _test_scores(tmp_path, store, name, trainer):
-    cfg = write_config(tmp_path / f"{name}.yaml", store, model="nowcast_pl.tasks.PersistenceTask",
+    cfg = write_config(tmp_path / f"{name}.yaml", store, model="nowcast_pl.models.baselines.PersistenceTask",
                        trainer=trainer)
     _run("test", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", name,
          "--data.init_args.eval_batch_size", "2")
@@ -144,7 +144,7 @@ def test_real_ddp_through_the_cli(tmp_path, store):
 
 
 def test_fitting_persistence_is_a_clear_error(tmp_path, store, capsys):
-    cfg = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.tasks.PersistenceTask")
+    cfg = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.models.baselines.PersistenceTask")
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")])
     assert "PersistenceTask has nothing to fit; run `nowcast validate` or `nowcast test`" in capsys.readouterr().err

@@ -46,7 +46,7 @@ def stores(tmp_path_factory):
 
 
 def _cli(config: str, store: Path, tmp_path: Path):
-    model = {"seed_everything": 0, "model": {"class_path": "nowcast_pl.tasks.PersistenceTask",
+    model = {"seed_everything": 0, "model": {"class_path": "nowcast_pl.models.baselines.PersistenceTask",
                                              "init_args": {"thresholds": [20.0], "protocol": "pysteps"}},
              "trainer": {"accelerator": "cpu", "logger": False}}
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(model))

@@ -52,7 +52,7 @@ def test_stores_open_with_xarray_without_any_warning(georeferenced_store):
 
 
 def test_predict_writes_a_cf_store_and_pysteps_netcdf_on_the_model_grid(tmp_path, georeferenced_store):
-    cfg = write_config(tmp_path / "c.yaml", georeferenced_store, model="nowcast_pl.tasks.PersistenceTask")
+    cfg = write_config(tmp_path / "c.yaml", georeferenced_store, model="nowcast_pl.models.baselines.PersistenceTask")
     config = yaml.safe_load(cfg.read_text())
     config["data"]["init_args"] |= {"frame_size": 8, "resize_method": "area"}
     config["trainer"]["callbacks"] = [{"class_path": "nowcast_pl.callbacks.ForecastWriter",

@@ -22,7 +22,7 @@ KILLS = 4
 
 
 def _config(tmp_path: Path, store: Path, name: str, predict_after: str) -> Path:
-    cfg = write_config(tmp_path / f"{name}.yaml", store, model="nowcast_pl.tasks.PersistenceTask")
+    cfg = write_config(tmp_path / f"{name}.yaml", store, model="nowcast_pl.models.baselines.PersistenceTask")
     config = yaml.safe_load(cfg.read_text())
     config["trainer"]["logger"] = False
     config["data"]["init_args"]["eval_batch_size"] = 1  # one chunk write per batch: a long writing phase

@@ -4,8 +4,8 @@ import math
 
 import torch
 
-from nowcast_pl.layers.memory_layout import conv_layout
 from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock, SinusoidalEmbedding
+from nowcast_pl.models.stldm.memory_layout import conv_layout
 
 
 def test_sinusoidal_embedding_matches_formula():

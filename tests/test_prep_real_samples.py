@@ -111,7 +111,7 @@ def test_a_model_trains_a_few_steps_on_the_sample_stores(name, thresholds, reque
 
     from nowcast_pl.cli import build_cli
 
-    model = {"model": {"class_path": "nowcast_pl.tasks.SimVPTask", "init_args": {
+    model = {"model": {"class_path": "nowcast_pl.models.simvp.SimVPTask", "init_args": {
         "hid_S": 8, "hid_T": 16, "N_T": 2, "thresholds": thresholds, "lr": 1e-3, "panel_every_n_val_steps": 0}}}
     model_config = tmp_path / "model.yaml"
     model_config.write_text(yaml.safe_dump(model))

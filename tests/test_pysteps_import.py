@@ -17,8 +17,9 @@ BANNER = "Pysteps configuration file found at"
 # Each first import of pysteps in the project, run in a fresh interpreter so the import really happens there.
 FIRST_IMPORTS = {
     "operational importer": "from data_prep.operational import pysteps_importer; pysteps_importer('fmi_pgm')",
-    "dB transform": "import numpy; from nowcast_pl.tasks.rain_rate import rain_rate_db; rain_rate_db(numpy.ones(3))",
-    "motion": "import numpy; from nowcast_pl.tasks.extrapolation import estimate_motion; "
+    "dB transform": "import numpy; from nowcast_pl.models.baselines.rain_rate import rain_rate_db; "
+                    "rain_rate_db(numpy.ones(3))",
+    "motion": "import numpy; from nowcast_pl.models.baselines.extrapolation import estimate_motion; "
               "estimate_motion(numpy.zeros((3, 8, 8)), 'lucaskanade')",
 }
 

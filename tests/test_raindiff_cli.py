@@ -9,12 +9,12 @@ import yaml
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.convert.cli import main as convert_main
-from nowcast_pl.convert.official import export_official_names
-from nowcast_pl.models.raindiff import RainDiffNet
+from nowcast_pl.models.raindiff.convert import export_official_names
+from nowcast_pl.models.raindiff.network import RainDiffNet
 from tests.cli_helpers import write_config
 from tests.store_factory import write_moving_store
 
-TASK = "nowcast_pl.tasks.raindiff.RainDiffTask"
+TASK = "nowcast_pl.models.raindiff.RainDiffTask"
 TINY = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,
         "thresholds": [20.0, 35.0], "warmup_steps": 2}
 

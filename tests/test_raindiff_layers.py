@@ -4,11 +4,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nowcast_pl.layers.context_encoder import SpatioTemporalEncoder, map_in_groups
-from nowcast_pl.layers.convgru import ConvGRUCell
-from nowcast_pl.layers.temporal_attention import PreNormTemporalAttention, TemporalAttentionModule
-from nowcast_pl.layers.tokenwise_attention import TokenwiseAttention, TokenwiseStage
-from nowcast_pl.models.raindiff_unet import RainDiffUNet
+from nowcast_pl.models.raindiff.context_encoder import SpatioTemporalEncoder, map_in_groups
+from nowcast_pl.models.raindiff.convgru import ConvGRUCell
+from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttention, TemporalAttentionModule
+from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseAttention, TokenwiseStage
+from nowcast_pl.models.raindiff.unet import RainDiffUNet
 
 
 def _released_reference(attn: TokenwiseAttention, x: torch.Tensor) -> torch.Tensor:

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from nowcast_pl.convert.cli import main as convert_main
-from nowcast_pl.convert.official import convert_state_dict, export_official_names
-from nowcast_pl.models.raindiff import RainDiffNet, normalise
-from nowcast_pl.tasks.raindiff import RainDiffTask
+from nowcast_pl.models.raindiff.convert import convert_state_dict, export_official_names
+from nowcast_pl.models.raindiff.network import RainDiffNet, normalise
+from nowcast_pl.models.raindiff.task import RainDiffTask
 
 TINY = dict(dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2, thresholds=[20.0], protocol="pysteps",
             sampling_steps=3)

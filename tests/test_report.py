@@ -23,7 +23,7 @@ def runs(tmp_path_factory):
     simvp = write_config(root / "simvp.yaml", store)
     toy = write_config(root / "toy.yaml", store, model=TOY,
                        model_args={"sampling_steps": 3, "lr": 1e-3, "panel_every_n_val_steps": 0})
-    persistence = write_config(root / "persistence.yaml", store, model="nowcast_pl.tasks.PersistenceTask")
+    persistence = write_config(root / "persistence.yaml", store, model="nowcast_pl.models.baselines.PersistenceTask")
     for name, config in (("simvp", simvp), ("toy", toy)):
         build_cli(["fit", "--config", str(config), "--runs_root", str(root / "runs"), "--run_name", name,
                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"])
@@ -78,7 +78,7 @@ def test_validation_logs_ensemble_figures_and_the_learning_rate(runs):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from nowcast_pl.metrics import build_metrics, flatten_scores
-    from nowcast_pl.tasks import PersistenceTask
+    from nowcast_pl.models.baselines import PersistenceTask
 
     root, _, _ = runs
     events = EventAccumulator(str(root / "runs/toy")).Reload()
@@ -97,3 +97,26 @@ def test_validation_logs_ensemble_figures_and_the_learning_rate(runs):
             "val/fss_by_lead"} <= set(logged)
     ranks = logged["val/rank_histogram"].axes[0].patches
     assert len(ranks) == 4 and abs(sum(p.get_height() for p in ranks) - 1.0) < 1e-6
+
+
+def test_report_loads_a_run_folder_written_before_the_model_folders(runs):
+    import shutil
+
+    import torch
+
+    root, simvp, _ = runs
+    old = root / "runs/simvp_before_move"
+    shutil.copytree(root / "runs/simvp", old)
+    config = old / "config.yaml"
+    text = config.read_text()
+    assert "class_path: nowcast_pl.models.simvp.SimVPTask" in text
+    config.write_text(text.replace("nowcast_pl.models.simvp.SimVPTask", "nowcast_pl.tasks.SimVPTask"))
+    checkpoint = torch.load(old / "checkpoints/last.ckpt", map_location="cpu", weights_only=False)
+    assert "_instantiator" in checkpoint["hyper_parameters"]  # Lightning then checks that `_class_path` imports
+    checkpoint["hyper_parameters"]["_class_path"] = "nowcast_pl.tasks.simvp.SimVPTask"
+    torch.save(checkpoint, old / "checkpoints/last.ckpt")
+    out = root / "report_before_move"
+    report_main(["--config", str(simvp), "--source", f"old={old}", "--source", f"new={root / 'runs/simvp'}",
+                 "--split", "predict", "--output", str(out)])
+    scores = {name: json.loads((out / "scores" / f"{name}.json").read_text()) for name in ("old", "new")}
+    assert scores["old"] == scores["new"]

@@ -5,9 +5,10 @@ import math
 import pytest
 import torch
 
-from nowcast_pl.layers import GSTABlock, GSTATranslator, IncepUTranslator, SpatialDecoder, SpatialEncoder
+from nowcast_pl.layers import GSTABlock, GSTATranslator, SpatialDecoder, SpatialEncoder
 from nowcast_pl.layers.gsta import drop_path, drop_path_rates
-from nowcast_pl.models import SimVP
+from nowcast_pl.models.simvp import SimVP
+from nowcast_pl.models.simvp.inception import IncepUTranslator
 
 TINY = dict(channels=1, hid_S=8, hid_T=16, N_S=2, N_T=2)
 

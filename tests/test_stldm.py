@@ -4,12 +4,12 @@ the converter round trip. Parity with the released code itself is benchmarks/par
 import pytest
 import torch
 
-from nowcast_pl.convert.stldm import convert_state_dict, export_official, load_official, official_config
 from nowcast_pl.diffusion import ddim_sample, x0_denoiser
-from nowcast_pl.layers.attention import GainLayerNorm, PatchLinearAttention, TemporalAttention
-from nowcast_pl.layers.vae import ConvVAE
-from nowcast_pl.models.stldm import STLDM
-from nowcast_pl.tasks.stldm import STLDMTask, TrainingDraws
+from nowcast_pl.models.stldm.attention import GainLayerNorm, PatchLinearAttention, TemporalAttention
+from nowcast_pl.models.stldm.convert import convert_state_dict, export_official, load_official, official_config
+from nowcast_pl.models.stldm.network import STLDM
+from nowcast_pl.models.stldm.task import STLDMTask, TrainingDraws
+from nowcast_pl.models.stldm.vae import ConvVAE
 
 TINY = dict(latent_channels=8, translator_width=32, translator_depth=2, unet_base=16, unet_mults=(1, 2),
             patch_size=4, groups=4, heads=2, dim_head=8, thresholds=[0.3], protocol="stldm")
@@ -294,7 +294,7 @@ def test_converter_reads_the_released_file_formats(tmp_path):
 
 
 def test_staged_training_loads_the_named_pretrained_parts_only(tmp_path):
-    from nowcast_pl.tasks.stldm import load_pretrained
+    from nowcast_pl.models.stldm.task import load_pretrained
 
     source, target = tiny_task(), tiny_task()
     for parameter in source.parameters():

@@ -9,8 +9,8 @@ import torch
 import yaml
 
 from nowcast_pl.cli import build_cli
-from nowcast_pl.convert.stldm import export_official, write_checkpoint
-from nowcast_pl.tasks.stldm import STLDMTask
+from nowcast_pl.models.stldm.convert import export_official, write_checkpoint
+from nowcast_pl.models.stldm.task import STLDMTask
 from tests.cli_helpers import write_config
 from tests.store_factory import write_moving_store
 
@@ -27,7 +27,7 @@ def store(tmp_path_factory):
 
 
 def test_fit_then_test_writes_metrics(tmp_path, store):
-    config = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.tasks.STLDMTask", model_args=TINY_ARGS,
+    config = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.models.stldm.STLDMTask", model_args=TINY_ARGS,
                           trainer={"max_steps": 2, "limit_val_batches": 1, "limit_test_batches": 1})
     common = ["--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name", "r"]
     build_cli(["fit", *common])
@@ -44,7 +44,7 @@ def test_converted_released_layout_checkpoint_is_evaluated_and_other_frames_are_
     official = tmp_path / "official.pt"
     torch.save({"model": export_official(task.net.state_dict())}, official)
     converted = write_checkpoint(official, tmp_path / "converted.ckpt", thresholds=[20.0, 35.0], **sizes)
-    config = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.tasks.STLDMTask", model_args=TINY_ARGS,
+    config = write_config(tmp_path / "c.yaml", store, model="nowcast_pl.models.stldm.STLDMTask", model_args=TINY_ARGS,
                           trainer={"limit_test_batches": 1})
     common = ["--config", str(config), "--runs_root", str(tmp_path / "runs"), "--run_name", "conv"]
     build_cli(["test", *common, "--ckpt_path", str(converted)])

@@ -10,7 +10,7 @@ import xarray as xr
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
-from nowcast_pl.tasks import SimVPTask
+from nowcast_pl.models.simvp import SimVPTask
 from nowcast_pl.tasks.base import RUNTIME_SETTINGS
 from nowcast_pl.tasks.ema import ExponentialMovingAverage
 from tests.cli_helpers import write_config

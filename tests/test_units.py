@@ -11,8 +11,8 @@ from nowcast_pl.data.georef import ModelGrid
 from nowcast_pl.data.store import RadarStore
 from nowcast_pl.data.synthetic import SYNTHETIC_ENCODING
 from nowcast_pl.data.units import conversion_factor, parse_units, quantity_of, same_units
-from nowcast_pl.tasks import ExtrapolationTask, StepsTask
-from nowcast_pl.tasks.rain_rate import from_rain_rate, to_rain_rate
+from nowcast_pl.models.baselines import ExtrapolationTask, StepsTask
+from nowcast_pl.models.baselines.rain_rate import from_rain_rate, to_rain_rate
 from nowcast_pl.viz import radar_colormap
 from tests.fixtures.operational import bom_raw, time_steps, write_odim_file
 from tests.test_prep_operational import T0

@@ -25,9 +25,9 @@ from nowcast_pl.report.cli import main as report
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 BASELINES = {
-    "persistence": {"class_path": "nowcast_pl.tasks.PersistenceTask", "init_args": {}},
-    "extrapolation": {"class_path": "nowcast_pl.tasks.ExtrapolationTask", "init_args": {}},
-    "steps": {"class_path": "nowcast_pl.tasks.StepsTask",
+    "persistence": {"class_path": "nowcast_pl.models.baselines.PersistenceTask", "init_args": {}},
+    "extrapolation": {"class_path": "nowcast_pl.models.baselines.ExtrapolationTask", "init_args": {}},
+    "steps": {"class_path": "nowcast_pl.models.baselines.StepsTask",
               "init_args": {"pixel_size_km": 4.8, "member_chunk": 8}},
 }
 FIGURES = {"csi_by_lead.png": "fmi_csi_by_lead.png", "reliability.png": "fmi_steps_reliability.png",

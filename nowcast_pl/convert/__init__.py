@@ -1,5 +1,5 @@
-"""Import of official checkpoints (``nowcast-convert raindiff|diffcast|stldm OFFICIAL OUT.ckpt``)."""
+"""The ``nowcast-convert raindiff|diffcast|stldm OFFICIAL OUT.ckpt`` command.
 
-from nowcast_pl.convert.official import convert_state_dict, load_official_state_dict
-
-__all__ = ["convert_state_dict", "load_official_state_dict"]
+The converters themselves live with their models: :mod:`nowcast_pl.models.raindiff.convert` and
+:mod:`nowcast_pl.models.stldm.convert`.
+"""

@@ -1,8 +1,8 @@
 """``nowcast-convert raindiff|diffcast|stldm OFFICIAL OUT.ckpt``: official weights -> a checkpoint for ``nowcast``.
 
-STLDM weights (``*.pt`` or the Hugging Face safetensors) go through :mod:`nowcast_pl.convert.stldm`.
+STLDM weights (``*.pt`` or the Hugging Face safetensors) go through :mod:`nowcast_pl.models.stldm.convert`.
 
-The output holds the converted weights of :class:`nowcast_pl.tasks.raindiff.RainDiffTask` (``net.*``) in
+The output holds the converted weights of :class:`nowcast_pl.models.raindiff.RainDiffTask` (``net.*``) in
 Lightning's checkpoint layout with the architecture they need as saved settings (``variant: released``: the
 official weights use the released Token-wise Attention arithmetic), so ``nowcast test --config
 configs/raindiff_shanghai.yaml --ckpt_path OUT.ckpt`` evaluates it as written. A file that is not a readable
@@ -22,10 +22,10 @@ import torch
 from torch import Tensor
 
 from nowcast_pl.checkpoints import IMPORTED
-from nowcast_pl.convert.official import MODELS, convert_state_dict, load_official_state_dict
-from nowcast_pl.models.raindiff import RainDiffNet
+from nowcast_pl.models.raindiff.convert import MODELS, convert_state_dict, load_official_state_dict
+from nowcast_pl.models.raindiff.network import RainDiffNet
 
-TASK = "nowcast_pl.tasks.raindiff.RainDiffTask"
+TASK = "nowcast_pl.models.raindiff.RainDiffTask"
 
 
 def architecture_of(official: dict[str, Tensor], model: str) -> dict:
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         if args.model == "stldm":
-            from nowcast_pl.convert.stldm import write_checkpoint
+            from nowcast_pl.models.stldm.convert import write_checkpoint
 
             print(f"wrote {write_checkpoint(args.official, args.output)} (stldm)")
             return

@@ -1,4 +1,4 @@
-"""Reusable network layers shared by the SimVP, RainDiff and STLDM models."""
+"""Network blocks used by more than one model; a block only one model uses lives in that model's folder."""
 
 from nowcast_pl.layers.conv import ConvNormAct, SpatialDecoder, SpatialEncoder, num_downsamplings
 from nowcast_pl.layers.gsta import (
@@ -9,7 +9,6 @@ from nowcast_pl.layers.gsta import (
     LargeKernelAttention,
     MixMlp,
 )
-from nowcast_pl.layers.inception import GroupedInceptionBlock, IncepUTranslator
 
 __all__ = [
     "ConvNormAct",
@@ -17,8 +16,6 @@ __all__ = [
     "GSTABlock",
     "GSTATranslator",
     "GatedSpatialAttention",
-    "GroupedInceptionBlock",
-    "IncepUTranslator",
     "LargeKernelAttention",
     "MixMlp",
     "SpatialDecoder",

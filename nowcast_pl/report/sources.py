@@ -23,6 +23,7 @@ import yaml
 
 from nowcast_pl.data.forecast_store import open_forecast
 from nowcast_pl.data.units import same_units
+from nowcast_pl.models.moved import current_class_path
 from nowcast_pl.tasks.base import RUNTIME_SETTINGS, NowcastTask
 
 
@@ -125,14 +126,18 @@ def _build_task(name: str, config: Path, checkpoint: Path | None, datamodule: An
     model = yaml.safe_load(config.read_text()).get("model") or {}
     if "class_path" not in model:
         raise ValueError(f"report source {name}: {config} has no model.class_path")
-    module, _, cls_name = model["class_path"].rpartition(".")
+    class_path = current_class_path(model["class_path"])  # run folders written before the model folders
+    module, _, cls_name = class_path.rpartition(".")
     cls = getattr(importlib.import_module(module), cls_name)
     init_args = dict(model.get("init_args") or {})
     scoring = {"thresholds": list(settings.thresholds), "protocol": settings.protocol, "evaluation_scale": None,
                "threshold_unit": None, "panel_every_n_val_steps": 0, "lpips_required": False}
     runtime = {k: v for k, v in init_args.items() if k in RUNTIME_SETTINGS} | {"panel_every_n_val_steps": 0}
     if checkpoint is not None:
-        task = cls.load_from_checkpoint(checkpoint, map_location="cpu", **(runtime | scoring))
+        # A run's checkpoint saves its config's class path as `_class_path`, and Lightning refuses to load one
+        # that no longer imports: a run from before the model folders gets today's.
+        moved = {"_class_path": class_path} if class_path != model["class_path"] else {}
+        task = cls.load_from_checkpoint(checkpoint, map_location="cpu", **(runtime | scoring | moved))
     elif cls.trainable:
         raise ValueError(f"report source {name}: {cls_name} must be trained; give its run folder or checkpoint")
     else:

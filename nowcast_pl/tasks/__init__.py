@@ -1,21 +1,10 @@
-"""LightningModules ("tasks"): the shared base and one task per model."""
+"""The task machinery every model shares: the :class:`NowcastTask` contract and :class:`DiffusionTask`.
+
+Each model's own task lives in its folder (``nowcast_pl.models.<name>.task``); this package imports none of
+them, because the base knows no subclass.
+"""
 
 from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.tasks.diffusion import DiffusionTask
-from nowcast_pl.tasks.extrapolation import ExtrapolationTask
-from nowcast_pl.tasks.persistence import PersistenceTask
-from nowcast_pl.tasks.raindiff import RainDiffTask
-from nowcast_pl.tasks.simvp import SimVPTask
-from nowcast_pl.tasks.steps import StepsTask
-from nowcast_pl.tasks.stldm import STLDMTask
 
-__all__ = [
-    "DiffusionTask",
-    "ExtrapolationTask",
-    "NowcastTask",
-    "PersistenceTask",
-    "RainDiffTask",
-    "STLDMTask",
-    "SimVPTask",
-    "StepsTask",
-]
+__all__ = ["DiffusionTask", "NowcastTask"]

@@ -17,7 +17,7 @@ from torch import nn
 
 from nowcast_pl.layers.conv import SpatialDecoder, SpatialEncoder, num_downsamplings
 from nowcast_pl.layers.gsta import GSTATranslator
-from nowcast_pl.layers.inception import IncepUTranslator
+from nowcast_pl.models.simvp.inception import IncepUTranslator
 
 Translator = Literal["incepu", "gsta"]
 Rollout = Literal["direct", "iterative"]

@@ -1,6 +1,6 @@
-"""Import the official RainDiff / DiffCast weights into :class:`nowcast_pl.models.raindiff.RainDiffNet`.
+"""Import the official RainDiff / DiffCast weights into :class:`nowcast_pl.models.raindiff.network.RainDiffNet`.
 
-:func:`convert_state_dict` translates names (:mod:`nowcast_pl.convert.official_keys`), reshapes the
+:func:`convert_state_dict` translates names (:mod:`nowcast_pl.models.raindiff.official_keys`), reshapes the
 layer-scale, RMSNorm-gain and pooling-weight tensors that the official code stores with singleton axes,
 and refuses a state dict of another architecture or variant with the missing and unexpected keys.
 """
@@ -14,7 +14,7 @@ from typing import Any
 from torch import Tensor
 
 from nowcast_pl.checkpoints import load_torch_file
-from nowcast_pl.convert.official_keys import official_rules, to_official_key, translate_key
+from nowcast_pl.models.raindiff.official_keys import official_rules, to_official_key, translate_key
 
 MODELS = ("raindiff", "diffcast")
 

@@ -15,11 +15,11 @@ import torch
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from nowcast_pl.layers.attention import TemporalNorm
 from nowcast_pl.layers.checkpointing import checkpointed
 from nowcast_pl.layers.gsta import GSTATranslator
-from nowcast_pl.layers.vae import ConvVAE, reparameterize
-from nowcast_pl.models.stldm_unet import STLDMUNet
+from nowcast_pl.models.stldm.attention import TemporalNorm
+from nowcast_pl.models.stldm.unet import STLDMUNet
+from nowcast_pl.models.stldm.vae import ConvVAE, reparameterize
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class STLDM(nn.Module):
         unet_base, unet_mults, patch_size, groups, heads, dim_head: U-Net sizes (64, (1, 2, 4, 8), 16, 8, 4, 32).
         temporal_attention: False for the spatial-only enhancement ablation.
         temporal_norm: ``"time"`` (released code) or ``"channels"``, see
-            :func:`~nowcast_pl.layers.attention.temporal_block`.
+            :func:`~nowcast_pl.models.stldm.attention.temporal_block`.
         checkpoint_vae: in training, recompute the VAE's activations in the backward pass instead of keeping
             them (same values; about 6% more compute per step, ~1 GB less memory at 128 x 128, 5 -> 20). The
             frames are checkpointed in groups (:attr:`vae_chunk_bytes`), so the backward pass recomputes one

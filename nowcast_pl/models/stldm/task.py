@@ -26,8 +26,8 @@ from torch import Tensor
 from nowcast_pl.checkpoints import read_checkpoint
 from nowcast_pl.diffusion import diffusion_loss, drop_condition, guided, q_sample, x0_denoiser
 from nowcast_pl.diffusion.noise import randn_like_rows
-from nowcast_pl.layers.vae import kl_to_standard_normal, reparameterize
-from nowcast_pl.models.stldm import STLDM
+from nowcast_pl.models.stldm.network import STLDM
+from nowcast_pl.models.stldm.vae import kl_to_standard_normal, reparameterize
 from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
 

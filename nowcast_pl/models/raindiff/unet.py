@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nowcast_pl.layers.context_encoder import level_widths
-from nowcast_pl.layers.resample import NearestUpsample, SpaceToDepthDownsample
-from nowcast_pl.layers.softmax_attention import PreNormSelfAttention
-from nowcast_pl.layers.temporal_attention import PreNormTemporalAttention
-from nowcast_pl.layers.tokenwise_attention import TokenwiseStage, Variant
 from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock
+from nowcast_pl.models.raindiff.context_encoder import level_widths
+from nowcast_pl.models.raindiff.resample import NearestUpsample, SpaceToDepthDownsample
+from nowcast_pl.models.raindiff.softmax_attention import PreNormSelfAttention
+from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttention
+from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseStage, Variant
 
 
 class UNetLevel(nn.Module):

@@ -11,10 +11,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nowcast_pl.pysteps_import import import_pysteps
-from nowcast_pl.tasks.base import NowcastTask
-from nowcast_pl.tasks.extrapolation import MotionMethod, estimate_motion
-from nowcast_pl.tasks.rain_rate import (
+from nowcast_pl.models.baselines.extrapolation import MotionMethod, estimate_motion
+from nowcast_pl.models.baselines.rain_rate import (
     RAIN_THRESHOLD_MM_H,
     ZERO_VALUE_DB,
     check_units,
@@ -25,6 +23,8 @@ from nowcast_pl.tasks.rain_rate import (
     to_rain_rate,
     to_unit_interval,
 )
+from nowcast_pl.pysteps_import import import_pysteps
+from nowcast_pl.tasks.base import NowcastTask
 
 AR_ORDER = 2
 SEED_BOUND = 2**31 - 1
@@ -38,7 +38,7 @@ def row_seeds(generators: Sequence[torch.Generator]) -> list[int]:
 class StepsTask(NowcastTask):
     """Short-Term Ensemble Prediction System: a stochastic, scale-dependent extrapolation nowcast.
 
-    Per window and member: frames in store units → rain rate → dB (:mod:`nowcast_pl.tasks.rain_rate`) →
+    Per window and member: frames in store units → rain rate → dB (:mod:`nowcast_pl.models.baselines.rain_rate`) →
     Lucas–Kanade motion of all observed frames → pysteps ``nowcasts.steps.forecast`` on the last 3 frames
     (AR(2) per cascade level, nonparametric noise, CDF probability matching) → rain rate → store units,
     clipped to ``value_range``. Echo advected in from outside the domain is no rain. Nothing to train.

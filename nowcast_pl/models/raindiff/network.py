@@ -20,10 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from nowcast_pl.layers.checkpointing import checkpointed
-from nowcast_pl.layers.context_encoder import SpatioTemporalEncoder
-from nowcast_pl.layers.tokenwise_attention import Variant, check_variant
-from nowcast_pl.models.raindiff_unet import RainDiffUNet
-from nowcast_pl.models.simvp import SimVP
+from nowcast_pl.models.raindiff.context_encoder import SpatioTemporalEncoder
+from nowcast_pl.models.raindiff.tokenwise_attention import Variant, check_variant
+from nowcast_pl.models.raindiff.unet import RainDiffUNet
+from nowcast_pl.models.simvp.network import SimVP
 
 
 def normalise(frames: Tensor) -> Tensor:

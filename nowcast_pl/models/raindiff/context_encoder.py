@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from nowcast_pl.layers.checkpointing import checkpointed
-from nowcast_pl.layers.convgru import ConvGRUCell
-from nowcast_pl.layers.resample import SpaceToDepthDownsample
-from nowcast_pl.layers.tokenwise_attention import TokenwiseStage, Variant
 from nowcast_pl.layers.unet import ResnetBlock
+from nowcast_pl.models.raindiff.convgru import ConvGRUCell
+from nowcast_pl.models.raindiff.resample import SpaceToDepthDownsample
+from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseStage, Variant
 
 
 def level_widths(dim: int, dim_mults: Sequence[int]) -> list[tuple[int, int]]:

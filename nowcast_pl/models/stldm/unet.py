@@ -19,9 +19,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from nowcast_pl.layers.attention import TemporalNorm, spatial_block, temporal_block
-from nowcast_pl.layers.memory_layout import conv_layout
 from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock
+from nowcast_pl.models.stldm.attention import TemporalNorm, spatial_block, temporal_block
+from nowcast_pl.models.stldm.memory_layout import conv_layout
 
 
 def _down(c_in: int, c_out: int, last: bool) -> nn.Conv2d:
@@ -115,7 +115,7 @@ class STLDMUNet(nn.Module):
         temporal_norm: pre-norm of temporal attention, ``"time"`` (released code) or ``"channels"``.
 
     Every level's feature maps are put in the layout its convolutions run fastest in on CPU
-    (:func:`~nowcast_pl.layers.memory_layout.conv_layout`; weights stay NCHW).
+    (:func:`~nowcast_pl.models.stldm.memory_layout.conv_layout`; weights stay NCHW).
 
     Shapes: ``forward(z_t (B, T, C, h, w), t (B,) int64, cond (B, T, C, h, w) | None, keep (B,) | None)``
     -> ``(B, T, C, h, w)``. ``h`` and ``w`` must be divisible by ``patch_size`` (see :meth:`check_latent_size`).

@@ -1,12 +1,12 @@
 """Convert released STLDM weights (``sqfoo/stldm_official``: ``*.pt`` state dicts of ``GaussianDiffusion``
-and the Hugging Face ``sqfoo/STLDM_official`` safetensors) to :class:`nowcast_pl.models.stldm.STLDM`.
+and the Hugging Face ``sqfoo/STLDM_official`` safetensors) to :class:`nowcast_pl.models.stldm.network.STLDM`.
 
 The mapping is by key pattern only; tensors are copied unchanged except the gain-only norms, stored
 ``(1, C, 1, 1)`` there and ``(C,)`` here. Dropped on purpose: the diffusion buffers (re-derived from the
 schedule, which is checked) and the last condition-pyramid conv, whose output the released U-Net never uses.
 Only the spatio-temporal ("3D") model is supported: the "2D" ablation wires its up path differently.
 
-CLI: ``python -m nowcast_pl.convert.stldm OFFICIAL.pt OUT.ckpt`` writes a checkpoint that
+CLI: ``python -m nowcast_pl.models.stldm.convert OFFICIAL.pt OUT.ckpt`` writes a checkpoint that
 ``nowcast test --config configs/stldm_<dataset>.yaml --ckpt_path OUT.ckpt`` evaluates.
 """
 
@@ -224,8 +224,8 @@ def check_schedule(official: Mapping[str, Tensor], alphas_cumprod: Tensor) -> No
 
 
 def write_checkpoint(official_path: str | Path, out_path: str | Path, **task_overrides) -> Path:
-    """Convert ``official_path`` and save a Lightning checkpoint of :class:`~nowcast_pl.tasks.stldm.STLDMTask`."""
-    from nowcast_pl.tasks.stldm import STLDMTask
+    """Convert ``official_path`` and save a Lightning checkpoint of :class:`~nowcast_pl.models.stldm.STLDMTask`."""
+    from nowcast_pl.models.stldm.task import STLDMTask
 
     official = load_official(official_path)
     config = official_config(official)
@@ -245,7 +245,7 @@ def save_task_checkpoint(task, out_path: str | Path, *, source: str | Path | Non
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     # Only the architecture: evaluation settings (thresholds, protocol, ...) stay with the user's config.
-    hparams = {"_class_path": "nowcast_pl.tasks.STLDMTask"} | {k: task.hparams[k] for k in ARCHITECTURE}
+    hparams = {"_class_path": "nowcast_pl.models.stldm.STLDMTask"} | {k: task.hparams[k] for k in ARCHITECTURE}
     torch.save({"state_dict": task.state_dict(), "hyper_parameters": hparams, "epoch": 0, "global_step": 0,
                 "pytorch-lightning_version": lightning.__version__,
                 IMPORTED: {"file": None if source is None else str(source), "model": "stldm"}}, out_path)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from nowcast_pl.models.simvp import SimVP
+from nowcast_pl.models.simvp.network import SimVP
 from nowcast_pl.tasks.base import Batch, NowcastTask
 
 

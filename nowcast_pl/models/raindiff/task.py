@@ -24,7 +24,7 @@ from torch import Tensor
 
 from nowcast_pl.diffusion import diffusion_loss, q_sample, x0_denoiser
 from nowcast_pl.layers.checkpointing import checkpointed
-from nowcast_pl.models.raindiff import RainDiffNet, normalise, unnormalise
+from nowcast_pl.models.raindiff.network import RainDiffNet, normalise, unnormalise
 from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nowcast_pl.layers.temporal_attention import ChannelRMSNorm
+from nowcast_pl.models.raindiff.temporal_attention import ChannelRMSNorm
 
 
 class PixelSelfAttention(nn.Module):

@@ -7,9 +7,9 @@ from typing import Any, Literal
 import numpy as np
 from torch import Tensor
 
+from nowcast_pl.models.baselines.rain_rate import check_units, rain_rate_db, to_physical, to_rain_rate, to_unit_interval
 from nowcast_pl.pysteps_import import import_pysteps
 from nowcast_pl.tasks.base import NowcastTask
-from nowcast_pl.tasks.rain_rate import check_units, rain_rate_db, to_physical, to_rain_rate, to_unit_interval
 
 MotionMethod = Literal["lucaskanade", "vet"]
 
@@ -29,7 +29,7 @@ def estimate_motion(decibels: np.ndarray, method: MotionMethod) -> np.ndarray:
 class ExtrapolationTask(NowcastTask):
     """Extrapolation nowcast: the last observed frame advected along the motion of the observed frames.
 
-    Per window: frames in store units → rain rate (:mod:`nowcast_pl.tasks.rain_rate`) → dB → motion field
+    Per window: frames in store units → rain rate (:mod:`nowcast_pl.models.baselines.rain_rate`) → dB → motion field
     (:func:`estimate_motion`) → semi-Lagrangian advection (Germann & Zawadzki 2002; pysteps
     ``extrapolation.semilagrangian``) of the last frame in store units for every lead time. Echo advected in
     from outside the domain is "no echo" (the low end of ``value_range``). Nothing to train.
