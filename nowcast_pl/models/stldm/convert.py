@@ -22,87 +22,75 @@ from torch import Tensor
 
 from nowcast_pl.checkpoints import IMPORTED, load_torch_file
 
-_RULES: list[tuple[str, str]] = [
+# One table of key patterns, read both ways: released-code name <-> ours. ``{i}`` is an index, ``{d}`` a digit,
+# ``{block}`` ``block1``/``block2``, ``{norm}`` ``norm1``/``norm2``, ``{path}`` any dotted path. A pattern ending in
+# "." renames a key prefix, any other pattern a whole key. The first row that matches wins (the specific rows of
+# the U-Net's middle block, whose attention the released code names ``qattn_*``, come before the general ones).
+_KEY_TABLE: list[tuple[str, str]] = [
     # VAE: ConvSC -> (conv, norm); the head/readout convs keep their index.
-    (r"^backbone\.vae\.encoder\.enc\.(\d+)\.conv\.conv\.", r"vae.encoder.\1.0."),
-    (r"^backbone\.vae\.encoder\.enc\.(\d+)\.conv\.norm\.", r"vae.encoder.\1.1."),
-    (r"^backbone\.vae\.encoder\.enc\.(\d+)\.", r"vae.encoder.\1."),
-    (r"^backbone\.vae\.decoder\.dec\.(\d+)\.conv\.conv\.", r"vae.decoder.\1.0."),
-    (r"^backbone\.vae\.decoder\.dec\.(\d+)\.conv\.norm\.", r"vae.decoder.\1.1."),
-    (r"^backbone\.vae\.decoder\.dec\.(\d+)\.", r"vae.decoder.\1."),
+    ("backbone.vae.encoder.enc.{i}.conv.conv.", "vae.encoder.{i}.0."),
+    ("backbone.vae.encoder.enc.{i}.conv.norm.", "vae.encoder.{i}.1."),
+    ("backbone.vae.encoder.enc.{i}.", "vae.encoder.{i}."),
+    ("backbone.vae.decoder.dec.{i}.conv.conv.", "vae.decoder.{i}.0."),
+    ("backbone.vae.decoder.dec.{i}.conv.norm.", "vae.decoder.{i}.1."),
+    ("backbone.vae.decoder.dec.{i}.", "vae.decoder.{i}."),
     # Translator (MidMetaNet of gSTA MetaBlocks).
-    (r"^backbone\.hid\.enc\.(\d+)\.reduction\.", r"translator.stages.\1.1."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.layer_scale_(\d)", r"translator.stages.\1.0.layer_scale\2"),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.attn\.proj_1\.", r"translator.stages.\1.0.attn.body.0."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.attn\.proj_2\.", r"translator.stages.\1.0.attn.body.3."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.conv0\.",
-     r"translator.stages.\1.0.attn.body.2.local."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.conv_spatial\.",
-     r"translator.stages.\1.0.attn.body.2.dilated."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.attn\.spatial_gating_unit\.conv1\.",
-     r"translator.stages.\1.0.attn.body.2.to_gate."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.mlp\.fc1\.", r"translator.stages.\1.0.mlp.body.0."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.mlp\.dwconv\.dwconv\.", r"translator.stages.\1.0.mlp.body.1."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.mlp\.fc2\.", r"translator.stages.\1.0.mlp.body.3."),
-    (r"^backbone\.hid\.enc\.(\d+)\.block\.(norm[12])\.", r"translator.stages.\1.0.\2."),
+    ("backbone.hid.enc.{i}.reduction.", "translator.stages.{i}.1."),
+    ("backbone.hid.enc.{i}.block.layer_scale_{d}", "translator.stages.{i}.0.layer_scale{d}"),
+    ("backbone.hid.enc.{i}.block.attn.proj_1.", "translator.stages.{i}.0.attn.body.0."),
+    ("backbone.hid.enc.{i}.block.attn.proj_2.", "translator.stages.{i}.0.attn.body.3."),
+    ("backbone.hid.enc.{i}.block.attn.spatial_gating_unit.conv0.", "translator.stages.{i}.0.attn.body.2.local."),
+    ("backbone.hid.enc.{i}.block.attn.spatial_gating_unit.conv_spatial.",
+     "translator.stages.{i}.0.attn.body.2.dilated."),
+    ("backbone.hid.enc.{i}.block.attn.spatial_gating_unit.conv1.", "translator.stages.{i}.0.attn.body.2.to_gate."),
+    ("backbone.hid.enc.{i}.block.mlp.fc1.", "translator.stages.{i}.0.mlp.body.0."),
+    ("backbone.hid.enc.{i}.block.mlp.dwconv.dwconv.", "translator.stages.{i}.0.mlp.body.1."),
+    ("backbone.hid.enc.{i}.block.mlp.fc2.", "translator.stages.{i}.0.mlp.body.3."),
+    ("backbone.hid.enc.{i}.block.{norm}.", "translator.stages.{i}.0.{norm}."),
     # U-Net: time MLP, residual blocks, attention, resampling, condition pyramid.
-    (r"^diff_unet\.time_mlp\.mlp\.", r"unet.time_mlp.net."),
-    (r"^diff_unet\.(.+)\.(block\d)\.mlp\.", r"unet.\1.\2.emb_proj."),
-    (r"^diff_unet\.(.+)\.(block\d)\.block(\d)\.proj\.", r"unet.\1.\2.unit\3.conv."),
-    (r"^diff_unet\.(.+)\.(block\d)\.block(\d)\.norm\.", r"unet.\1.\2.unit\3.norm."),
-    (r"^diff_unet\.(.+)\.(block\d)\.res_conv\.", r"unet.\1.\2.skip."),
-    (r"^diff_unet\.(.+)\.q?attn_spatial\.fn\.norm\.g$", r"unet.\1.spatial.norm.gain"),
-    (r"^diff_unet\.(.+)\.q?attn_spatial\.fn\.fn\.to_out\.0\.", r"unet.\1.spatial.fn.to_out."),
-    (r"^diff_unet\.(.+)\.q?attn_spatial\.fn\.fn\.to_out\.1\.g$", r"unet.\1.spatial.fn.out_norm.gain"),
-    (r"^diff_unet\.(.+)\.q?attn_spatial\.fn\.fn\.", r"unet.\1.spatial.fn."),
-    (r"^diff_unet\.(.+)\.(?:attn_temporal|qattn_time)\.fn\.norm\.g$", r"unet.\1.temporal.block.norm.gain"),
-    (r"^diff_unet\.(.+)\.(?:attn_temporal|qattn_time)\.fn\.fn\.", r"unet.\1.temporal.block.fn."),
-    (r"^diff_unet\.downs\.(\d+)\.last\.", r"unet.downs.\1.down."),
-    (r"^diff_unet\.ups\.(\d+)\.up\.", r"unet.ups.\1.up."),
-    (r"^diff_unet\.conditions\.(\d+)\.", r"unet.cond_downs.\1."),
+    ("diff_unet.time_mlp.mlp.", "unet.time_mlp.net."),
+    ("diff_unet.{path}.{block}.mlp.", "unet.{path}.{block}.emb_proj."),
+    ("diff_unet.{path}.{block}.block{d}.proj.", "unet.{path}.{block}.unit{d}.conv."),
+    ("diff_unet.{path}.{block}.block{d}.norm.", "unet.{path}.{block}.unit{d}.norm."),
+    ("diff_unet.{path}.{block}.res_conv.", "unet.{path}.{block}.skip."),
+    ("diff_unet.mid.qattn_spatial.fn.norm.g", "unet.mid.spatial.norm.gain"),
+    ("diff_unet.mid.qattn_spatial.fn.fn.to_out.0.", "unet.mid.spatial.fn.to_out."),
+    ("diff_unet.mid.qattn_spatial.fn.fn.", "unet.mid.spatial.fn."),
+    ("diff_unet.{path}.attn_spatial.fn.norm.g", "unet.{path}.spatial.norm.gain"),
+    ("diff_unet.{path}.attn_spatial.fn.fn.to_out.1.g", "unet.{path}.spatial.fn.out_norm.gain"),
+    ("diff_unet.{path}.attn_spatial.fn.fn.to_out.0.", "unet.{path}.spatial.fn.to_out."),
+    ("diff_unet.{path}.attn_spatial.fn.fn.", "unet.{path}.spatial.fn."),
+    ("diff_unet.mid.qattn_time.fn.norm.g", "unet.mid.temporal.block.norm.gain"),
+    ("diff_unet.mid.qattn_time.fn.fn.", "unet.mid.temporal.block.fn."),
+    ("diff_unet.{path}.attn_temporal.fn.norm.g", "unet.{path}.temporal.block.norm.gain"),
+    ("diff_unet.{path}.attn_temporal.fn.fn.", "unet.{path}.temporal.block.fn."),
+    ("diff_unet.downs.{i}.last.", "unet.downs.{i}.down."),
+    ("diff_unet.ups.{i}.up.", "unet.ups.{i}.up."),
+    ("diff_unet.conditions.{i}.", "unet.cond_downs.{i}."),
 ]
-# Ours -> official, for exporting our weights (round-trip tests; running them in the released code).
-_INVERSE_RULES: list[tuple[str, str]] = [
-    (r"^vae\.encoder\.(\d+)\.0\.", r"backbone.vae.encoder.enc.\1.conv.conv."),
-    (r"^vae\.encoder\.(\d+)\.1\.", r"backbone.vae.encoder.enc.\1.conv.norm."),
-    (r"^vae\.encoder\.(\d+)\.", r"backbone.vae.encoder.enc.\1."),
-    (r"^vae\.decoder\.(\d+)\.0\.", r"backbone.vae.decoder.dec.\1.conv.conv."),
-    (r"^vae\.decoder\.(\d+)\.1\.", r"backbone.vae.decoder.dec.\1.conv.norm."),
-    (r"^vae\.decoder\.(\d+)\.", r"backbone.vae.decoder.dec.\1."),
-    (r"^translator\.stages\.(\d+)\.1\.", r"backbone.hid.enc.\1.reduction."),
-    (r"^translator\.stages\.(\d+)\.0\.layer_scale(\d)", r"backbone.hid.enc.\1.block.layer_scale_\2"),
-    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.0\.", r"backbone.hid.enc.\1.block.attn.proj_1."),
-    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.3\.", r"backbone.hid.enc.\1.block.attn.proj_2."),
-    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.2\.local\.",
-     r"backbone.hid.enc.\1.block.attn.spatial_gating_unit.conv0."),
-    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.2\.dilated\.",
-     r"backbone.hid.enc.\1.block.attn.spatial_gating_unit.conv_spatial."),
-    (r"^translator\.stages\.(\d+)\.0\.attn\.body\.2\.to_gate\.",
-     r"backbone.hid.enc.\1.block.attn.spatial_gating_unit.conv1."),
-    (r"^translator\.stages\.(\d+)\.0\.mlp\.body\.0\.", r"backbone.hid.enc.\1.block.mlp.fc1."),
-    (r"^translator\.stages\.(\d+)\.0\.mlp\.body\.1\.", r"backbone.hid.enc.\1.block.mlp.dwconv.dwconv."),
-    (r"^translator\.stages\.(\d+)\.0\.mlp\.body\.3\.", r"backbone.hid.enc.\1.block.mlp.fc2."),
-    (r"^translator\.stages\.(\d+)\.0\.(norm[12])\.", r"backbone.hid.enc.\1.block.\2."),
-    (r"^unet\.time_mlp\.net\.", r"diff_unet.time_mlp.mlp."),
-    (r"^unet\.(.+)\.(block\d)\.emb_proj\.", r"diff_unet.\1.\2.mlp."),
-    (r"^unet\.(.+)\.(block\d)\.unit(\d)\.conv\.", r"diff_unet.\1.\2.block\3.proj."),
-    (r"^unet\.(.+)\.(block\d)\.unit(\d)\.norm\.", r"diff_unet.\1.\2.block\3.norm."),
-    (r"^unet\.(.+)\.(block\d)\.skip\.", r"diff_unet.\1.\2.res_conv."),
-    (r"^unet\.mid\.spatial\.norm\.gain$", r"diff_unet.mid.qattn_spatial.fn.norm.g"),
-    (r"^unet\.mid\.spatial\.fn\.to_out\.", r"diff_unet.mid.qattn_spatial.fn.fn.to_out.0."),
-    (r"^unet\.mid\.spatial\.fn\.", r"diff_unet.mid.qattn_spatial.fn.fn."),
-    (r"^unet\.(.+)\.spatial\.norm\.gain$", r"diff_unet.\1.attn_spatial.fn.norm.g"),
-    (r"^unet\.(.+)\.spatial\.fn\.out_norm\.gain$", r"diff_unet.\1.attn_spatial.fn.fn.to_out.1.g"),
-    (r"^unet\.(.+)\.spatial\.fn\.to_out\.", r"diff_unet.\1.attn_spatial.fn.fn.to_out.0."),
-    (r"^unet\.(.+)\.spatial\.fn\.", r"diff_unet.\1.attn_spatial.fn.fn."),
-    (r"^unet\.mid\.temporal\.block\.norm\.gain$", r"diff_unet.mid.qattn_time.fn.norm.g"),
-    (r"^unet\.mid\.temporal\.block\.fn\.", r"diff_unet.mid.qattn_time.fn.fn."),
-    (r"^unet\.(.+)\.temporal\.block\.norm\.gain$", r"diff_unet.\1.attn_temporal.fn.norm.g"),
-    (r"^unet\.(.+)\.temporal\.block\.fn\.", r"diff_unet.\1.attn_temporal.fn.fn."),
-    (r"^unet\.downs\.(\d+)\.down\.", r"diff_unet.downs.\1.last."),
-    (r"^unet\.ups\.(\d+)\.up\.", r"diff_unet.ups.\1.up."),
-    (r"^unet\.cond_downs\.(\d+)\.", r"diff_unet.conditions.\1."),
-]
+_PLACEHOLDERS = {"i": r"\d+", "d": r"\d", "block": r"block\d", "norm": r"norm[12]", "path": r".+"}
+
+
+def _pattern(template: str) -> re.Pattern[str]:
+    """A key pattern of the table as a regular expression with one named group per placeholder."""
+    parts = re.split(r"\{(\w+)\}", template)
+    body = "".join(f"(?P<{part}>{_PLACEHOLDERS[part]})" if index % 2 else re.escape(part)
+                   for index, part in enumerate(parts))
+    return re.compile(f"^{body}" + ("" if template.endswith(".") else "$"))
+
+
+_TO_OURS = [(_pattern(official), ours) for official, ours in _KEY_TABLE]
+_TO_OFFICIAL = [(_pattern(ours), official) for official, ours in _KEY_TABLE]
+
+
+def _translate(key: str, rules: list[tuple[re.Pattern[str], str]]) -> str | None:
+    """``key`` renamed by the first rule that matches it (the unmatched rest of the key kept), or None."""
+    for pattern, template in rules:
+        if match := pattern.match(key):
+            return template.format(**match.groupdict()) + key[match.end():]
+    return None
+
+
 ARCHITECTURE = ("in_frames", "out_frames", "latent_channels", "vae_layers", "translator_width", "translator_depth",
                 "mlp_ratio", "drop_path", "unet_base", "unet_mults", "patch_size", "groups", "heads", "dim_head",
                 "temporal_attention", "temporal_norm", "timesteps", "noise_schedule", "objective")
@@ -148,10 +136,9 @@ def rename(key: str) -> str | None:
     """Our key for an official key, None for a dropped schedule buffer; ValueError for an unknown key."""
     if key in _SCHEDULE_BUFFERS:
         return None
-    for pattern, repl in _RULES:
-        new, count = re.subn(pattern, repl, key)
-        if count:
-            return new
+    new = _translate(key, _TO_OURS)
+    if new is not None:
+        return new
     raise ValueError(f"unexpected key in the official STLDM state dict: {key!r} (a '2D'/spatial or other "
                      f"model? only the 3D STLDM is supported)")
 
@@ -201,7 +188,7 @@ def export_official(ours: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if key.startswith(f"vae.decoder.{readout}."):
             exported[key.replace(f"vae.decoder.{readout}.", "backbone.vae.decoder.readout.")] = value
             continue
-        new = next((re.sub(p, r, key) for p, r in _INVERSE_RULES if re.match(p, key)), None)
+        new = _translate(key, _TO_OFFICIAL)
         if new is None:
             raise ValueError(f"no released-code name for {key!r}")
         exported[new] = value.reshape(1, -1, 1, 1) if key.endswith(".gain") else value
