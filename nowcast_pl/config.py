@@ -115,7 +115,8 @@ def read_config(configs: Sequence[str | Path], overrides: Sequence[str] = (), *,
     try:
         reader = _ConfigReader(args, build=("model", "data") if "model" in build else build)
     except ArgumentError as err:
-        raise ValueError(f"config {' + '.join(map(str, configs)) or '(none)'}: {err}") from None
+        reason = " ".join(str(err).split())  # one line: ``nowcast report`` prints user errors as one line
+        raise ValueError(f"config {' + '.join(map(str, configs)) or '(none)'}: {reason}") from None
     printed = yaml.safe_load(reader.parser.dump(reader.config, skip_unset=False))
     printed = {key: value for key, value in printed.items() if key not in reader.method_arguments}
     return ReadConfig(reader.config, printed, reader.model, reader.datamodule)
