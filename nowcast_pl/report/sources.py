@@ -6,7 +6,9 @@ A source turns a batch of the report's data module into an ensemble in physical 
 
 * a run folder (``runs/demo``: its ``config.yaml`` and ``checkpoints/last.ckpt``) or a checkpoint file
   (the run's ``config.yaml`` is found next to its ``checkpoints/`` folder);
-* a config YAML of a model with nothing to train (``configs/baselines/*.yaml``, persistence);
+* a config YAML of a model with nothing to train (``configs/baselines/*.yaml``, persistence), read by
+  :func:`nowcast_pl.config.read_config` with the report's data section in place of its own, so the CLI's links
+  give it the report's frames, value range, units and time step;
 * a forecast store written by ``nowcast predict`` (``forecast.zarr``), matched to the windows by init time.
 """
 
