@@ -75,6 +75,10 @@ def test_read_config_builds_the_linked_model_and_writes_nothing(included, tmp_pa
     assert read.model.hparams.thresholds == [20.0, 35.0]
     assert read_config([included / "persistence.yaml"], build=("data",)).model is None
     assert list(tmp_path.iterdir()) == []  # no run folder, no config.yaml
+    # No sub-command: the CLI's checkpoint guards (`fit` refusing a run folder with checkpoints) stay out of it.
+    (tmp_path / "runs/old/checkpoints").mkdir(parents=True)
+    (tmp_path / "runs/old/checkpoints/last.ckpt").write_bytes(b"")
+    assert read_config([included / "persistence.yaml"], ["--run_name", "old"], build=("data",)).datamodule
     with pytest.raises(ValueError, match=r"persistence.yaml.*nonsense"):
         read_config([included / "persistence.yaml"], ["--model.init_args.nonsense", "1"], build=())
 
