@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = [("dpmpp_2m", 5), ("ddim", 5), ("dpmpp_2m", 8), ("ddim", 8), ("dpmpp_2m", 10), ("ddim", 10),
@@ -37,15 +36,18 @@ def peak_rss_gb() -> float:
 
 
 def load_config(path: Path) -> tuple[dict, dict]:
-    config = yaml.safe_load(path.read_text())
-    return config["model"].get("init_args", {}), config["data"]["init_args"]
+    """``model.init_args`` and ``data.init_args`` of a config as ``nowcast fit`` resolves them (includes, links)."""
+    from nowcast_pl.config import read_config  # noqa: PLC0415  (keeps --help and the official side light)
+
+    config = read_config([path], build=()).config
+    return config.model.init_args.as_dict(), config.data.init_args.as_dict()
 
 
 def build_ours(config: Path):
     from nowcast_pl.models.stldm.task import STLDMTask
 
     model_args, data = load_config(config)
-    task = STLDMTask(in_frames=data["in_frames"], out_frames=data["out_frames"], **model_args)
+    task = STLDMTask(**model_args)  # in_frames and out_frames linked from the data section
     return task, data["in_frames"], data["out_frames"], int(data.get("frame_size") or 128)
 
 

@@ -42,28 +42,29 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from torch.utils._python_dispatch import TorchDispatchMode
 
 REPO = Path(__file__).resolve().parents[1]
 FAST_STEPS = (5, 8, 10, 15, 20, 25, 30, 40, 50)
 
 
-def model_args(config: Path) -> dict:
-    """``model.init_args`` of a config, following ``config:`` includes and dotted ``model.init_args.*`` keys."""
-    content = yaml.safe_load(config.read_text())
-    args = model_args(config.parent / content["config"]) if "config" in content else {}
-    args |= (content.get("model") or {}).get("init_args", {})
-    args |= {k.split(".", 2)[2]: v for k, v in content.items() if k.startswith("model.init_args.")}
-    return args
+def model_args(config: Path, overrides: list[str] = ()) -> dict:
+    """``model.init_args`` of a config as ``nowcast fit`` resolves it (includes, links, ``overrides``)."""
+    from nowcast_pl.config import read_config
+
+    return read_config([config], overrides, build=()).config.model.init_args.as_dict()
 
 
 def build_ours(config: Path, in_frames: int, out_frames: int, overrides: list[str] = ()):
+    """Our RainDiff task of ``config`` at the given frame counts (linked from the data section, as in the CLI),
+    scored with pysteps at 20 dBZ; ``overrides`` are ``KEY=VALUE`` model init arguments."""
     from nowcast_pl.models.raindiff.task import RainDiffTask
-    args = model_args(config) | dict(protocol="pysteps", thresholds=[20.0])
-    args |= {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in overrides)}
-    args.pop("evaluation_scale", None)
-    return RainDiffTask(in_frames=in_frames, out_frames=out_frames, **args)
+
+    scoring = {"protocol": "pysteps", "thresholds": "[20.0]", "evaluation_scale": "null"}
+    pairs = [*scoring.items(), *(item.split("=", 1) for item in overrides)]
+    frames = ["--data.init_args.in_frames", str(in_frames), "--data.init_args.out_frames", str(out_frames)]
+    args = model_args(config, frames + [a for key, value in pairs for a in (f"--model.init_args.{key}", value)])
+    return RainDiffTask(**args)
 
 
 def build_official(repo: Path, model: str, in_frames: int, out_frames: int, size: int):

@@ -195,18 +195,20 @@ def _with_default_callbacks(callbacks: list | None, *, log_lr: bool = True) -> l
     return callbacks
 
 
+# How ``nowcast`` builds its LightningCLI; :mod:`nowcast_pl.config` reads configs with the same settings.
+CLI_SETTINGS = {
+    "model_class": NowcastTask,
+    "datamodule_class": RadarDataModule,
+    "subclass_mode_model": True,
+    "subclass_mode_data": True,
+    "save_config_kwargs": {"overwrite": True},
+    "auto_configure_optimizers": False,
+}
+
+
 def build_cli(args: list[str] | None = None, *, run: bool = True) -> NowcastCLI:
     """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]`` (used by tests)."""
-    return NowcastCLI(
-        NowcastTask,
-        RadarDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-        run=run,
-        auto_configure_optimizers=False,
-    )
+    return NowcastCLI(args=args, run=run, **CLI_SETTINGS)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -5,9 +5,10 @@ a tiny store in place of its dataset (same frame counts, one-day-apart events)."
 from pathlib import Path
 
 import pytest
-import yaml
+from jsonargparse import Namespace
 
 from nowcast_pl.cli import build_cli
+from nowcast_pl.config import read_config
 from tests.store_factory import write_moving_store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,14 +28,9 @@ def _trains_on_cpu(config: Path) -> bool:
     return parts[0] in ("tiny", "baselines") or config.stem.startswith("demo")
 
 
-def _data_args(config: Path) -> dict:
-    content = yaml.safe_load(config.read_text())
-    if "data" not in content and "config" in content:  # the data section comes from an included config
-        return _data_args(config.parent / content["config"])
-    data = content["data"]
-    if isinstance(data, str):  # a path to a data config
-        data = yaml.safe_load((config.parent / data).read_text())["data"] if not Path(data).is_absolute() else {}
-    return data.get("init_args", {})
+def _data_args(config: Path) -> Namespace:
+    """``data.init_args`` as ``nowcast fit`` resolves them (``config:`` includes followed)."""
+    return read_config([config], build=()).config.data.init_args
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +55,7 @@ def test_every_model_config_is_covered():
 @pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: p.relative_to(REPO / "configs").as_posix())
 def test_shipped_config_runs(config, stores, tmp_path):
     data = _data_args(config)
-    frames = int(data["in_frames"]) + int(data["out_frames"])
+    frames = data.in_frames + data.out_frames
     args = ["--config", str(config), "--data.init_args.store", str(stores(frames)),
             "--data.init_args.splits", TINY_SPLITS, "--data.init_args.num_workers", "0",
             "--data.init_args.batch_size", "2", "--data.init_args.eval_batch_size", "2",
@@ -83,7 +79,7 @@ def test_shipped_config_runs(config, stores, tmp_path):
 
 def _trainable(config: Path) -> bool:
     """True unless the model is a baseline with nothing to train."""
-    model = yaml.safe_load(config.read_text())["model"]["class_path"]
+    model = read_config([config], build=()).config.model.class_path
     module_name, class_name = model.rsplit(".", 1)
     module = __import__(module_name, fromlist=[class_name])
     return getattr(module, class_name).trainable

@@ -4,8 +4,10 @@
         --source persistence=configs/demo_persistence.yaml --source steps=configs/baselines/steps.yaml \\
         --members 8 --output runs/demo-report --candidate simvp --require-beat persistence
 
-The data (store, split, grid, ``value_range``) come from the ``data`` section of ``--config``; thresholds
-and protocol from its ``model.init_args`` unless given. Writes into ``--output``: ``report.md`` and
+The data (store, split, grid, ``value_range``) come from the ``data`` section of ``--config``, read as
+``nowcast fit --config ...`` reads it (:func:`nowcast_pl.config.read_config`: ``config:`` includes, several
+``--config``, and overrides such as ``--data.init_args.batch_size 2`` after the report's own options);
+thresholds and protocol from its ``model.init_args`` unless given. Writes into ``--output``: ``report.md`` and
 ``table.csv`` (per threshold and lead time), ``scores/<source>.json``, ``{csi,hss,fss,crps}_by_lead.png``,
 ``rank_histogram.png`` and ``reliability.png`` (ensembles), and ``panel_<source>.gif``; then prints one
 comparison line (CSI at the lowest threshold, CRPS) of ``--candidate`` against every other source.
@@ -14,14 +16,12 @@ comparison line (CSI at the lowest threshold, CRPS) of ``--candidate`` against e
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
+from nowcast_pl.config import read_config
 from nowcast_pl.report.evaluate import evaluate_sources
 from nowcast_pl.report.figures import ensemble_figures, lead_time_figure, panel_gif
 from nowcast_pl.report.sources import EvaluationSettings, load_source
@@ -32,7 +32,8 @@ from nowcast_pl.viz import plt
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nowcast report", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, type=Path, help="YAML with the data section (e.g. a run config)")
+    parser.add_argument("--config", required=True, type=Path, action="append",
+                        help="config as for `nowcast fit` (e.g. a run's config.yaml); repeat to compose")
     parser.add_argument("--source", action="append", required=True, metavar="NAME=PATH",
                         help="run folder, .ckpt, baseline .yaml or forecast .zarr (repeat)")
     parser.add_argument("--store", help="override data.init_args.store")
@@ -50,25 +51,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data_module(config: dict[str, Any], store: str | None) -> Any:
-    data = config.get("data") or {}
-    class_path = data.get("class_path", "nowcast_pl.data.RadarDataModule")
-    module, _, name = class_path.rpartition(".")
-    init_args = dict(data.get("init_args") or {}) | ({"store": store} if store else {})
-    return getattr(importlib.import_module(module), name)(**init_args)
-
-
-def run_report(args: argparse.Namespace) -> int:
-    config = yaml.safe_load(args.config.read_text())
-    model_args = (config.get("model") or {}).get("init_args") or {}
+def run_report(args: argparse.Namespace, overrides: list[str] = ()) -> int:
+    """Score the sources and write the report; ``overrides`` follow ``--config`` as in ``nowcast fit``."""
+    overrides = [*overrides, *(["--data.init_args.store", args.store] if args.store else [])]
+    report = read_config(args.config, overrides, build=("data",))
+    model_args = report.config.model.init_args
     thresholds = tuple(args.thresholds or model_args.get("thresholds") or ())
     if not thresholds:
         raise ValueError("nowcast report: no thresholds; pass --thresholds or set model.init_args.thresholds")
-    settings = EvaluationSettings(protocol=args.protocol or model_args.get("protocol", "pysteps"),
+    settings = EvaluationSettings(protocol=args.protocol or model_args.get("protocol") or "pysteps",
                                   thresholds=thresholds, members=args.members)
-    datamodule = _data_module(config, args.store)
+    datamodule = report.datamodule
     named = [spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec) for spec in args.source]
-    sources = [load_source(name, path, datamodule, settings) for name, path in named]
+    sources = [load_source(name, path, report, settings) for name, path in named]
     scores, panel = evaluate_sources(sources, datamodule, settings, split=args.split, max_batches=args.max_batches,
                                      panel_window=args.panel_window, fss_scales=(1, args.fss_scale, 16))
     members = {source.name: source.members for source in sources}
@@ -134,4 +129,8 @@ def print_comparisons(scores: dict[str, dict[str, float]], candidate: str, setti
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``nowcast report`` (also ``python -m nowcast_pl.report``)."""
-    return run_report(build_parser().parse_args(argv))
+    parser = build_parser()
+    args, overrides = parser.parse_known_args(argv)
+    if overrides and not overrides[0].startswith("--"):
+        parser.error(f"unrecognized arguments: {' '.join(overrides)}")
+    return run_report(args, overrides)

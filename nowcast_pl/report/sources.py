@@ -6,13 +6,16 @@ A source turns a batch of the report's data module into an ensemble in physical 
 
 * a run folder (``runs/demo``: its ``config.yaml`` and ``checkpoints/last.ckpt``) or a checkpoint file
   (the run's ``config.yaml`` is found next to its ``checkpoints/`` folder);
-* a config YAML of a model with nothing to train (``configs/baselines/*.yaml``, persistence);
+* a config YAML of a model with nothing to train (``configs/baselines/*.yaml``, persistence), read by
+  :func:`nowcast_pl.config.read_config` with the report's data section in place of its own, so the CLI's links
+  give it the report's frames, value range, units and time step;
 * a forecast store written by ``nowcast predict`` (``forecast.zarr``), matched to the windows by init time.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import numpy as np
 import torch
 import yaml
 
+from nowcast_pl.config import ReadConfig, read_config
 from nowcast_pl.data.forecast_store import open_forecast
 from nowcast_pl.data.units import same_units
 from nowcast_pl.models.moved import current_class_path
@@ -85,9 +89,15 @@ class StoreSource:
         return torch.from_numpy(values.astype(np.float32))[:, :, :, None]
 
 
-def load_source(name: str, path: str | Path, datamodule: Any,
+def load_source(name: str, path: str | Path, report: ReadConfig,
                 settings: EvaluationSettings) -> ModelSource | StoreSource:
     """The source at ``path`` (see the module docstring for what a path may be).
+
+    Args:
+        name: the source's name in the report.
+        path: run folder, ``.ckpt``, model config ``.yaml`` or ``.zarr`` forecast store.
+        report: the report's configuration, its data module built (:func:`nowcast_pl.config.read_config`).
+        settings: the protocol every source is scored with.
 
     Raises:
         FileNotFoundError: if the path, or a run's config or checkpoint, does not exist.
@@ -98,9 +108,20 @@ def load_source(name: str, path: str | Path, datamodule: Any,
     if not path.exists():
         raise FileNotFoundError(f"report source {name}: {path} does not exist")
     if path.suffix == ".zarr":
-        return StoreSource(name, path, datamodule, settings.members)
+        return StoreSource(name, path, report.datamodule, settings.members)
     config, checkpoint = _config_and_checkpoint(name, path)
-    task = _build_task(name, config, checkpoint, datamodule, settings)
+    if checkpoint is None:
+        task = _untrained_task(name, config, report, settings)
+    else:
+        task = _trained_task(name, config, checkpoint, settings)
+    found = (task.in_frames, task.out_frames, tuple(task.value_range))
+    datamodule = report.datamodule
+    wanted = (datamodule.in_frames, datamodule.out_frames, tuple(datamodule.value_range))
+    if found != wanted:
+        raise ValueError(f"report source {name}: the model has (in_frames, out_frames, value_range) = {found}, the "
+                         f"report's data {wanted}")
+    task.eval()
+    task.on_test_start()  # EMA weights, as `nowcast test` uses
     return ModelSource(name, task, datamodule, settings.members)
 
 
@@ -121,35 +142,51 @@ def _config_and_checkpoint(name: str, path: Path) -> tuple[Path, Path | None]:
     return config, checkpoint
 
 
-def _build_task(name: str, config: Path, checkpoint: Path | None, datamodule: Any,
-                settings: EvaluationSettings) -> NowcastTask:
-    model = yaml.safe_load(config.read_text()).get("model") or {}
-    if "class_path" not in model:
-        raise ValueError(f"report source {name}: {config} has no model.class_path")
-    class_path = current_class_path(model["class_path"])  # run folders written before the model folders
-    module, _, cls_name = class_path.rpartition(".")
-    cls = getattr(importlib.import_module(module), cls_name)
-    init_args = dict(model.get("init_args") or {})
-    scoring = {"thresholds": list(settings.thresholds), "protocol": settings.protocol, "evaluation_scale": None,
-               "threshold_unit": None, "panel_every_n_val_steps": 0, "lpips_required": False}
-    runtime = {k: v for k, v in init_args.items() if k in RUNTIME_SETTINGS} | {"panel_every_n_val_steps": 0}
-    if checkpoint is not None:
-        # A run's checkpoint saves its config's class path as `_class_path`, and Lightning refuses to load one
-        # that no longer imports: a run from before the model folders gets today's.
-        moved = {"_class_path": class_path} if class_path != model["class_path"] else {}
-        task = cls.load_from_checkpoint(checkpoint, map_location="cpu", **(runtime | scoring | moved))
-    elif cls.trainable:
-        raise ValueError(f"report source {name}: {cls_name} must be trained; give its run folder or checkpoint")
-    else:
-        linked = {"in_frames": datamodule.in_frames, "out_frames": datamodule.out_frames,
-                  "value_range": datamodule.value_range, "units": datamodule.units,
-                  "time_step_minutes": datamodule.time_step_minutes}
-        task = cls(**(init_args | linked | scoring))
-    found = (task.in_frames, task.out_frames, tuple(task.value_range))
-    wanted = (datamodule.in_frames, datamodule.out_frames, tuple(datamodule.value_range))
-    if found != wanted:
-        raise ValueError(f"report source {name}: the model has (in_frames, out_frames, value_range) = {found}, the "
-                         f"report's data {wanted}")
-    task.eval()
-    task.on_test_start()  # EMA weights, as `nowcast test` uses
-    return task
+def _scoring(settings: EvaluationSettings) -> dict[str, Any]:
+    """Init arguments that make every source score with the report's protocol and log no panels."""
+    return {"thresholds": list(settings.thresholds), "protocol": settings.protocol, "evaluation_scale": None,
+            "threshold_unit": None, "panel_every_n_val_steps": 0, "lpips_required": False}
+
+
+def _untrained_task(name: str, config: Path, report: ReadConfig, settings: EvaluationSettings) -> NowcastTask:
+    """A model with nothing to train, built from its config with the report's data section in place of its own,
+    so the CLI's links give it the report's frames, value range, units and time step."""
+    overrides = ["--data", report.section("data")]
+    overrides += [item for key, value in _scoring(settings).items()
+                  for item in (f"--model.init_args.{key}", value if isinstance(value, str) else json.dumps(value))]
+    class_path = read_config([config], overrides, build=()).config.model.class_path
+    if _task_class(class_path).trainable:
+        raise ValueError(f"report source {name}: {class_path.rsplit('.', 1)[-1]} must be trained; give its run "
+                         "folder or checkpoint")
+    return read_config([config], overrides).model
+
+
+def _trained_task(name: str, config: Path, checkpoint: Path, settings: EvaluationSettings) -> NowcastTask:
+    """The run's model from its checkpoint, with the run-time settings of its config and the report's scoring."""
+    run, saved_class_path = _run_config(config)
+    class_path, init_args = run.config.model.class_path, run.config.model.init_args
+    runtime = {key: init_args[key] for key in RUNTIME_SETTINGS if key in init_args}
+    # A run's checkpoint saves its config's class path as `_class_path`, and Lightning refuses to load one that
+    # no longer imports: a run from before the model folders gets today's.
+    moved = {"_class_path": class_path} if class_path != saved_class_path else {}
+    return _task_class(class_path).load_from_checkpoint(checkpoint, map_location="cpu",
+                                                        **(runtime | _scoring(settings) | moved))
+
+
+def _run_config(path: Path) -> tuple[ReadConfig, str | None]:
+    """A run folder's ``config.yaml`` read as ``nowcast`` reads it, and the model class path it names.
+
+    The file is a complete dump written by ``nowcast`` (no includes); one written before the model folders
+    names a class path that no longer imports (``nowcast_pl.tasks.SimVPTask``), replaced by today's first.
+    """
+    content = yaml.safe_load(path.read_text()) or {}
+    saved = (content.get("model") or {}).get("class_path")
+    if saved is not None and current_class_path(saved) != saved:
+        content["model"]["class_path"] = current_class_path(saved)
+        return read_config([yaml.safe_dump(content)], build=()), saved
+    return read_config([path], build=()), saved
+
+
+def _task_class(class_path: str) -> type[NowcastTask]:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
