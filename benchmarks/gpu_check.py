@@ -111,7 +111,9 @@ class Check:
 
     def over_budget(self) -> str | None:
         used = time.perf_counter() - self.started
-        return f"budget: {used:.0f} s used of --budget-s {self.args.budget_s:.0f}" if used > self.args.budget_s else None
+        if used <= self.args.budget_s:
+            return None
+        return f"budget: {used:.0f} s used of --budget-s {self.args.budget_s:.0f}"
 
     def config_args(self, name: str, store: Path) -> list[str]:
         paper, tiny = MODELS[name][:2]
@@ -213,7 +215,8 @@ def sample_cost(check: Check, name: str, store: Path, state: dict) -> dict:
             break
     result["fast_search"] = search
     if search:
-        result["fast"] = dict(search[-1], speedup_vs_paper=result["paper"]["s_per_forecast"] / search[-1]["s_per_forecast"])
+        speedup = result["paper"]["s_per_forecast"] / search[-1]["s_per_forecast"]
+        result["fast"] = dict(search[-1], speedup_vs_paper=speedup)
     result["tolerance"] = check.args.tolerance
     if not hasattr(model, "compile_denoiser"):
         result["compiled"] = {"skipped": f"{type(model).__name__} has no compile_denoiser setting"}
@@ -301,6 +304,7 @@ def machine() -> dict:
     return {"device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
             "gpus": torch.cuda.device_count(), "torch": torch.__version__, "cuda": torch.version.cuda,
             "cudnn": torch.backends.cudnn.version() if cuda else None, "python": platform.python_version(),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
             "platform": platform.platform(), "cpus": os.cpu_count()}
 
 
@@ -313,7 +317,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=3, help="untimed optimiser steps before the timed ones")
     parser.add_argument("--train-steps", type=int, default=10, help="timed optimiser steps")
     parser.add_argument("--ddp-steps", type=int, default=10, help="timed optimiser steps of each DDP run")
-    parser.add_argument("--ddp-model", choices=sorted(MODELS), default="raindiff")
+    parser.add_argument("--ddp-model", choices=sorted(MODELS), help="model of the DDP runs (first of --models)")
     parser.add_argument("--no-ddp", action="store_true", help="skip the DDP runs")
     parser.add_argument("--fast-steps", type=int, nargs="+", default=[10, 15, 20, 25, 35, 50],
                         help=f"{FAST_SAMPLER} step counts tried in order")
@@ -323,6 +327,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=12, help="synthetic events in the store")
     parser.add_argument("--stride", type=int, default=5, help="training window stride (frames)")
     args = parser.parse_args(argv)
+    args.ddp_model = args.ddp_model or args.models[0]
     if args.smoke:
         args.warmup, args.train_steps, args.ddp_steps, args.events = 1, 1, 1, 3
         args.fast_steps, args.compile_backend = [1, 2], "eager"
