@@ -35,15 +35,26 @@ def _check_model(name: str, result: dict) -> None:
         assert "no compile_denoiser" in sample["compiled"]["skipped"], (name, sample["compiled"])
 
 
-@pytest.mark.slow
-def test_gpu_check_smoke(tmp_path: Path) -> None:
+def _run(tmp_path: Path, *args: str) -> dict:
     output = tmp_path / "gpu_check.json"
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    command = [sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--smoke", "--models", "diffcast", "stldm",
-               "--output", str(output)]
+    command = [sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--smoke", *args, "--output", str(output)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(output.read_text())
+    return json.loads(output.read_text())
+
+
+def test_gpu_check_budget_skips_and_says_why(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--models", "stldm", "--budget-s", "0")
+    train = result["models"]["stldm"]["train"]
+    assert all(train[run]["skipped"].startswith("budget: ") for run in TRAIN_RUNS)
+    assert result["models"]["stldm"]["sample"]["skipped"].startswith("budget: ")
+    assert result["ddp"]["skipped"].startswith("budget: ")
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke(tmp_path: Path) -> None:
+    result = _run(tmp_path, "--models", "diffcast", "stldm")
     assert result["smoke"] and result["machine"]["torch"] and result["machine"]["device"]
     assert set(result["models"]) == {"diffcast", "stldm"}
     for name, model in result["models"].items():
