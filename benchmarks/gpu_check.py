@@ -20,7 +20,7 @@ for a trained model. A ``--budget-s`` guard skips what remains once the budget i
 ``--smoke`` runs the same code on CPU with the ``configs/tiny/`` models, batches of 2 at 16 x 16, one timed step,
 1-2 sampling steps, the ``eager`` compile backend and DDP over 2 gloo processes.
 
-Usage: ``python benchmarks/gpu_check.py [--output benchmarks/results/gpu_check.json] [--budget-s 600]``;
+Usage: ``python benchmarks/gpu_check.py [--output benchmarks/results/gpu_check.json] [--budget-s 540]``;
 ``python benchmarks/gpu_check.py --smoke --output /tmp/gpu_check_smoke.json``.
 """
 
