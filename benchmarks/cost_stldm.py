@@ -108,7 +108,7 @@ def ours_sampler(config: Path):
     x, _ = batch_of(t_in, t_out, size)
     latent = (1, t_out, task.net.vae.latent_channels, size // 4, size // 4)
     x_T = torch.randn(*latent, generator=torch.Generator().manual_seed(1))
-    task.sampler, task.sampling_steps, task.guidance_scale = "ddim", 20, 1.0
+    task.sampling.sampler, task.sampling.sampling_steps, task.sampling.guidance_scale = "ddim", 20, 1.0
     return task, x, x_T, torch.no_grad()(lambda: task.sample_latents(x, None, x_T=x_T))
 
 
@@ -129,7 +129,7 @@ def fastest_sampler(task, x: torch.Tensor, x_T: torch.Tensor, reference: torch.T
     scale = float(reference.abs().mean())
     tried = []
     for sampler, steps in CANDIDATES:
-        task.sampler, task.sampling_steps = sampler, steps
+        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
         start = time.perf_counter()
         sample, _ = task.sample_latents(x, None, x_T=x_T)
         seconds = time.perf_counter() - start

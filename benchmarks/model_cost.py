@@ -221,14 +221,14 @@ def measure_sample(args) -> dict:
     rows = [torch.Generator().manual_seed(0)]
     compile_s = None
     if task.compile_denoiser:  # compile once (a 1-step forecast), timed apart from the forecasts
-        task.sampler, task.sampling_steps = "ddim", 1
+        task.sampling.sampler, task.sampling.sampling_steps = "ddim", 1
         start = time.perf_counter()
         with torch.no_grad():
             task.forecast_rows(inputs, [torch.Generator().manual_seed(0)], x_T=x_T)
         compile_s = time.perf_counter() - start
 
     def forecast(sampler: str, steps: int) -> tuple[torch.Tensor, float]:
-        task.sampler, task.sampling_steps = sampler, steps
+        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
         start = time.perf_counter()
         with torch.no_grad():
             out = task.forecast_rows(inputs, rows, x_T=x_T).clamp(0, 1)

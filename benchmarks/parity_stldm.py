@@ -169,7 +169,8 @@ def loss_parity(official, ours, x: torch.Tensor, y: torch.Tensor, *, keep: float
 def sample_parity(official, ours, x: torch.Tensor, steps: int) -> dict[str, float]:
     official.eval(), ours.eval()
     official.sampling_timesteps, official.is_ddim_sampling = steps, True
-    ours.sampling_steps, ours.sampler, ours.eta, ours.guidance_scale = steps, "ddim", 0.0, 1.0
+    settings = ours.sampling
+    settings.sampler, settings.sampling_steps, settings.eta, settings.guidance_scale = "ddim", steps, 0.0, 1.0
     ours.sample_first_estimate = True
     b, t_out = x.shape[0], ours.out_frames
     latent = (32, x.shape[-2] // 4, x.shape[-1] // 4)

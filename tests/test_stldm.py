@@ -191,7 +191,7 @@ def test_guidance_weight_zero_is_the_conditional_model():
     latents = ddim_sample(x0_denoiser(network, task.alphas_cumprod, "v"), x_T.shape, task.alphas_cumprod,
                           steps=3, x_T=x_T)
     assert torch.allclose(sample, task.net.decode(latents), atol=1e-6)
-    task.guidance_scale = 1.0
+    task.sampling.guidance_scale = 1.0
     guided_batched = task.sample_latents(inputs, None, x_T=x_T)[0]
     assert not torch.allclose(sample, guided_batched, atol=1e-4)
     task.hparams.batched_guidance = False

@@ -11,7 +11,6 @@ import xarray as xr
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
 from nowcast_pl.models.simvp import SimVPTask
-from nowcast_pl.tasks.base import RUNTIME_SETTINGS
 from nowcast_pl.tasks.ema import ExponentialMovingAverage
 from tests.cli_helpers import write_config
 from tests.store_factory import write_moving_store
@@ -87,8 +86,8 @@ def test_member_settings_are_validated():
 
 def test_runtime_settings_are_not_hyperparameters():
     task = _toy(eval_members=4, sampler="dpmpp_2m")
-    assert not set(RUNTIME_SETTINGS) & set(task.hparams)
-    assert task.eval_members == 4 and task.sampler == "dpmpp_2m" and task.hparams.timesteps == 50
+    assert not set(task.runtime_settings) & set(task.hparams)
+    assert task.eval_members == 4 and task.sampling.sampler == "dpmpp_2m" and task.hparams.timesteps == 50
 
 
 def test_test_with_a_checkpoint_file_samples_with_the_command_line_steps(tmp_path, store):
@@ -101,7 +100,7 @@ def test_test_with_a_checkpoint_file_samples_with_the_command_line_steps(tmp_pat
     assert "sampling_steps" not in saved and "eval_members" not in saved
     cli = build_cli(["test", *common, "--ckpt_path", str(ckpt), "--model.init_args.sampling_steps", "7"])
     batches = len(cli.datamodule.test_dataloader())
-    assert cli.model.sampling_steps == 7
+    assert cli.model.sampling.sampling_steps == 7
     assert cli.model.network_calls == 7 * batches  # both members in one chunk: one call per step and batch
     scores = json.loads((tmp_path / "runs/toy/test_metrics.json").read_text())
     assert {"csi@20dBZ", "ens_mean/csi@20dBZ", "ens_mean/mse"} <= set(scores)

@@ -24,7 +24,7 @@ import yaml
 from nowcast_pl.data.forecast_store import open_forecast
 from nowcast_pl.data.units import same_units
 from nowcast_pl.models.moved import current_class_path
-from nowcast_pl.tasks.base import RUNTIME_SETTINGS, NowcastTask
+from nowcast_pl.tasks.base import NowcastTask
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ def _build_task(name: str, config: Path, checkpoint: Path | None, datamodule: An
     init_args = dict(model.get("init_args") or {})
     scoring = {"thresholds": list(settings.thresholds), "protocol": settings.protocol, "evaluation_scale": None,
                "threshold_unit": None, "panel_every_n_val_steps": 0, "lpips_required": False}
-    runtime = {k: v for k, v in init_args.items() if k in RUNTIME_SETTINGS} | {"panel_every_n_val_steps": 0}
+    runtime = {k: v for k, v in init_args.items() if k in cls.runtime_settings} | {"panel_every_n_val_steps": 0}
     if checkpoint is not None:
         # A run's checkpoint saves its config's class path as `_class_path`, and Lightning refuses to load one
         # that no longer imports: a run from before the model folders gets today's.

@@ -65,6 +65,7 @@ class RainDiffTask(DiffusionTask):
             (``ema_decay`` enables an EMA of the weights for evaluation).
     """
 
+    runtime_settings = DiffusionTask.runtime_settings + ("compile_denoiser",)
     compile_backend = "inductor"
     """``torch.compile`` backend used by ``compile_denoiser``."""
 

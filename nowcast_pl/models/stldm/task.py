@@ -240,7 +240,7 @@ class STLDMTask(DiffusionTask):
         rows = first.mean.shape[0]
         cond = (first.mean, torch.ones(rows, device=mean.device))
         null = (torch.zeros_like(first.mean), torch.zeros(rows, device=mean.device))
-        network = guided(lambda x_t, t, c: net.denoise(x_t, t, *c), cond, null, self.guidance_scale,
+        network = guided(lambda x_t, t, c: net.denoise(x_t, t, *c), cond, null, self.sampling.guidance_scale,
                          batched=self.hparams.batched_guidance)
         denoiser = x0_denoiser(network, self.alphas_cumprod, self.hparams.objective)
         latents = self.run_sampler(denoiser, first.mean.shape, generators or [], x_T=x_T)
