@@ -292,7 +292,7 @@ def measure_unet_calls(args) -> dict:
 
 
 def measure_attention(args) -> dict:
-    from nowcast_pl.models.raindiff.softmax_attention import PixelSelfAttention
+    from nowcast_pl.layers.attention import PixelSelfAttention
     from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseAttention
     torch.manual_seed(0)
     layer = (TokenwiseAttention(64, args.variant) if args.attention == "tokenwise"

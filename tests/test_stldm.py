@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nowcast_pl.diffusion import ddim_sample, x0_denoiser
-from nowcast_pl.models.stldm.attention import GainLayerNorm, PatchLinearAttention, TemporalAttention
+from nowcast_pl.models.stldm.attention import FrameAttention, GainLayerNorm, PatchLinearAttention
 from nowcast_pl.models.stldm.convert import convert_state_dict, export_official, load_official, official_config
 from nowcast_pl.models.stldm.network import STLDM
 from nowcast_pl.models.stldm.task import STLDMTask, TrainingDraws
@@ -76,7 +76,7 @@ def test_patch_attention_keeps_windows_independent_and_temporal_attention_has_no
     changed[..., :4, :4] += 1.0  # only the top-left window
     diff = (attention(changed) - attention(x)).abs().sum(dim=(0, 1))
     assert diff[:4, :4].min() > 0 and diff[4:, :].max() == 0 and diff[:, 4:].max() == 0
-    temporal, frames = TemporalAttention(8, heads=2, dim_head=4), torch.randn(1, 5, 8, 2, 2)
+    temporal, frames = FrameAttention(8, heads=2, dim_head=4), torch.randn(1, 5, 8, 2, 2)
     order = torch.tensor([3, 0, 4, 1, 2])
     assert torch.allclose(temporal(frames[:, order]), temporal(frames)[:, order], atol=1e-6)
 

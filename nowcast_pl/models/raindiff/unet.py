@@ -24,7 +24,7 @@ from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock
 from nowcast_pl.models.raindiff.context_encoder import level_widths
 from nowcast_pl.models.raindiff.resample import NearestUpsample, SpaceToDepthDownsample
 from nowcast_pl.models.raindiff.softmax_attention import PreNormSelfAttention
-from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttention
+from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttentionUnit
 from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseStage, Variant
 
 
@@ -46,7 +46,7 @@ class UNetLevel(nn.Module):
         super().__init__()
         self.block1 = ResnetBlock(in_first, width, emb_dim=emb_dim)
         self.block2 = ResnetBlock(in_second, width, emb_dim=emb_dim)
-        self.temporal_attention = PreNormTemporalAttention(width)
+        self.temporal_attention = PreNormTemporalAttentionUnit(width)
         self.tokenwise = TokenwiseStage(width, variant=variant) if tokenwise else None
         self.resample = resample
 
