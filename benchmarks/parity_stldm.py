@@ -176,7 +176,7 @@ def sample_parity(official, ours, x: torch.Tensor, steps: int) -> dict[str, floa
     latent = (32, x.shape[-2] // 4, x.shape[-1] // 4)
     noise_in, noise_out = torch.randn(b, x.shape[1], *latent), torch.randn(b, t_out, *latent)
     x_T = torch.randn(b, t_out, *latent)
-    sample, first = ours.sample_latents(x, None, x_T=x_T, noise_in=noise_in, noise_out=noise_out)
+    sample, first = ours.sample_frames(x, None, x_T=x_T, noise_in=noise_in, noise_out=noise_out)
     with scripted_randomness([noise_in, noise_out], randn=x_T):
         off_sample, off_first = official(x, include_mu=True)
     return {f"sample_ddim{steps}_cfg1": maxdiff(sample, off_sample),

@@ -94,9 +94,9 @@ def test_sampling_is_reproducible_per_row_and_seed():
     task = _task().eval()
     inputs, _ = _batch(task)
     with torch.no_grad():
-        a = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(5))
-        b = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(5))
-        c = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(6))
+        a = task.sample_members(inputs, members=2, generator=torch.Generator().manual_seed(5))
+        b = task.sample_members(inputs, members=2, generator=torch.Generator().manual_seed(5))
+        c = task.sample_members(inputs, members=2, generator=torch.Generator().manual_seed(6))
         rows = task.forecast_rows(inputs, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
         alone = task.forecast_rows(inputs[1:], [torch.Generator().manual_seed(2)])
     assert a.shape == (2, 2, 7, 1, 16, 16) and torch.equal(a, b) and not torch.allclose(a, c)

@@ -40,10 +40,10 @@ def test_members_of_a_window_do_not_depend_on_batch_or_chunking():
     task = _toy(member_chunk=4).eval()
     inputs, windows = _inputs(), torch.tensor([7, 8, 9])
     with torch.no_grad():
-        batched = task.sample(inputs, 3, windows=windows)
+        batched = task.sample_members(inputs, 3, windows=windows)
         task.member_chunk = 1
-        alone = task.sample(inputs[1:2], 3, windows=windows[1:2])
-        again = task.sample(inputs, 3, windows=windows)
+        alone = task.sample_members(inputs[1:2], 3, windows=windows[1:2])
+        again = task.sample_members(inputs, 3, windows=windows)
     assert batched.shape == (3, 3, 4, 1, 16, 16) and 0 <= batched.min() and batched.max() <= 1
     torch.testing.assert_close(alone[0], batched[1], atol=1e-5, rtol=0)
     assert torch.equal(again, batched)
@@ -54,10 +54,10 @@ def test_sampling_seed_and_generator_select_the_ensemble():
     torch.manual_seed(0)
     task = _toy().eval()
     with torch.no_grad():
-        first = task.sample(_inputs(1), 2)
+        first = task.sample_members(_inputs(1), 2)
         task.sampling_seed = 1
-        other = task.sample(_inputs(1), 2)
-        from_generator = [task.sample(_inputs(1), 2, torch.Generator().manual_seed(5)) for _ in range(2)]
+        other = task.sample_members(_inputs(1), 2)
+        from_generator = [task.sample_members(_inputs(1), 2, torch.Generator().manual_seed(5)) for _ in range(2)]
     assert not torch.allclose(first, other)
     assert torch.equal(*from_generator) and not torch.allclose(from_generator[0], other)
 
@@ -68,7 +68,7 @@ def test_deterministic_models_forecast_once_and_repeat_the_view(monkeypatch):
     original = task.forecast
     monkeypatch.setattr(task, "forecast", lambda x: calls.append(1) or original(x) * 3)
     with torch.no_grad():
-        members = task.sample(_inputs(2), 5)
+        members = task.sample_members(_inputs(2), 5)
     assert len(calls) == 1 and members.shape == (2, 5, 4, 1, 16, 16)
     assert members.max() <= 1.0 and members.min() >= 0.0  # clamped once, by the base
     assert members.stride(1) == 0 and task.effective_members(5) == 1

@@ -51,7 +51,7 @@ class ModelSource:
 
     @torch.no_grad()
     def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        members = self.task.sample(batch["inputs"], self.members, windows=batch["window"])
+        members = self.task.sample_members(batch["inputs"], self.members, windows=batch["window"])
         return self.datamodule.to_physical(members.float())
 
 

@@ -7,7 +7,7 @@ A subclass builds its networks in ``__init__`` and implements:
 * stochastic models (``stochastic = True``): :meth:`NowcastTask.forecast_rows` — one independent member per
   batch row, all randomness of row ``i`` drawn from ``generators[i]``.
 
-Everything else is shared: ensembles (:meth:`NowcastTask.sample`, reproducible per window and member),
+Everything else is shared: ensembles (:meth:`NowcastTask.sample_members`, reproducible per window and member),
 optimiser parameter groups and schedule, EMA weights for evaluation, validation/test metrics in the paper
 protocol chosen by name, and TensorBoard logging (losses, scores, per-lead-time curves, radar panels).
 Files (metrics JSON, panel PNG, forecast store) are written by the callbacks in :mod:`nowcast_pl.callbacks`.
@@ -183,7 +183,7 @@ class NowcastTask(pl.LightningModule):
 
     # ----- ensembles -----------------------------------------------------------------------------------------
 
-    def sample(self, inputs: Tensor, members: int, generator: torch.Generator | None = None, *,
+    def sample_members(self, inputs: Tensor, members: int, generator: torch.Generator | None = None, *,
                windows: Tensor | None = None) -> Tensor:
         """``members`` forecasts per window: (B, T_in, 1, H, W) → (B, N, T_out, 1, H, W) in [0, 1].
 
@@ -366,7 +366,7 @@ class NowcastTask(pl.LightningModule):
 
     def _evaluate_batch(self, batch: Batch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         members = self.effective_members(self.eval_members)
-        forecast = self.sample(batch["inputs"], members, windows=batch["window"])
+        forecast = self.sample_members(batch["inputs"], members, windows=batch["window"])
         targets, mask = self.to_evaluation_units(batch["targets"]), batch["target_mask"]
         getattr(self, f"{stage}_metrics").update(self.to_evaluation_units(forecast), targets, mask)
         mean_metrics = getattr(self, f"{stage}_mean_metrics")
@@ -433,7 +433,7 @@ class NowcastTask(pl.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         members = self.effective_members(self.predict_members)
-        forecast = self.sample(batch["inputs"], members, windows=batch["window"])
+        forecast = self.sample_members(batch["inputs"], members, windows=batch["window"])
         return {"forecast": forecast, "init_time": batch["init_time"], "window": batch["window"]}
 
 

@@ -16,8 +16,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from nowcast_pl import diffusion
 from nowcast_pl.diffusion import SAMPLERS, make_schedule
-from nowcast_pl.diffusion import sample as run_core_sampler
 from nowcast_pl.tasks.base import NowcastTask
 
 
@@ -53,7 +53,7 @@ class DiffusionTask(NowcastTask):
     """A stochastic task whose forecasts come from a core sampler (:mod:`nowcast_pl.diffusion`).
 
     Subclasses build their networks, implement ``training_loss`` and ``forecast_rows`` and call
-    :meth:`run_sampler` with a denoiser. Models trained with condition dropout set the class attribute
+    :meth:`sample_from_noise` with a denoiser. Models trained with condition dropout set the class attribute
     ``supports_guidance = True``.
 
     Args:
@@ -93,7 +93,7 @@ class DiffusionTask(NowcastTask):
         """T, the number of training diffusion steps."""
         return int(self.alphas_cumprod.numel())
 
-    def run_sampler(
+    def sample_from_noise(
         self,
         denoiser: Callable[[Tensor, Tensor], Tensor],
         shape: Sequence[int],
@@ -112,6 +112,6 @@ class DiffusionTask(NowcastTask):
             x_T: initial noise instead of drawing it.
         """
         settings = self.sampling
-        return run_core_sampler(settings.sampler, denoiser, tuple(shape), self.alphas_cumprod,
-                                steps=settings.sampling_steps, eta=settings.eta, clip=clip, generator=list(generators),
-                                x_T=x_T, device=self.device, dtype=torch.float32)
+        return diffusion.sample(settings.sampler, denoiser, tuple(shape), self.alphas_cumprod,
+                               steps=settings.sampling_steps, eta=settings.eta, clip=clip, generator=list(generators),
+                               x_T=x_T, device=self.device, dtype=torch.float32)

@@ -76,7 +76,7 @@ class RainDiffNet(nn.Module):
         self.context_encoder.to(memory_format=torch.channels_last)
         self.denoiser.to(memory_format=torch.channels_last)
 
-    def check_frames(self, inputs: Tensor) -> None:
+    def check_inputs(self, inputs: Tensor) -> None:
         """One-line ValueError naming the setting when ``inputs (B, T_in, C, H, W)`` cannot be used."""
         if inputs.ndim != 5 or inputs.shape[1] != self.in_frames or inputs.shape[2] != self.channels:
             raise ValueError(f"inputs must be (B, {self.in_frames}, {self.channels}, H, W) (data.in_frames), "
@@ -93,12 +93,12 @@ class RainDiffNet(nn.Module):
 
         ``checkpoint`` recomputes each SimVP pass in backward instead of keeping its activations (exact).
         """
-        self.check_frames(inputs)
+        self.check_inputs(inputs)
         if not checkpoint:
             return self.mean(inputs)
         frames, passes = inputs, []
         for _ in range(self.num_segments):  # SimVP's iterative rollout, one checkpointed pass at a time
-            frames = checkpointed(self.mean, self.mean._single_pass, frames)
+            frames = checkpointed(self.mean, self.mean.single_pass, frames)
             passes.append(frames)
         return torch.cat(passes, dim=1)
 

@@ -194,7 +194,8 @@ class RainDiffTask(DiffusionTask):
         for m in range(self.net.num_segments):
             network = partial(self.net.denoise, cond=cond, condition=condition, segment=m, denoiser=sampling_denoiser)
             denoiser = x0_denoiser(network, self.alphas_cumprod, self.hparams.objective)
-            cond = self.run_sampler(denoiser, shape, generators, clip=self.clip, x_T=None if x_T is None else x_T[m])
+            start = None if x_T is None else x_T[m]
+            cond = self.sample_from_noise(denoiser, shape, generators, clip=self.clip, x_T=start)
             frames.append(self._segment(mean_n, m) + cond)
         return unnormalise(torch.cat(frames, dim=1)[:, : self.out_frames])
 
