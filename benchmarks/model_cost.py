@@ -257,13 +257,13 @@ def measure_unet_calls(args) -> dict:
     with torch.no_grad():
         mean = official.backbone_net.predict(inputs)[0] * 2 - 1
         contexts = official.ctx_net.scan_ctx(torch.cat([inputs * 2 - 1, mean], dim=1))[0]
-        condition = task.net.condition(task.net.encode(inputs * 2 - 1, mean))
+        features = task.net.segment_features(task.net.encode(inputs * 2 - 1, mean))
     t, index = torch.tensor([500]), torch.tensor([1])
-    denoiser = task._sampling_denoiser()  # compiled with --model-arg compile_denoiser=true
+    unet = task._sampling_unet()  # compiled with --model-arg compile_denoiser=true
     calls = {"official": lambda: official.model(x, t, cond=x, ctx=contexts, idx=index),
-             "ours": lambda: task.net.denoise(x, t, x, condition, 1, denoiser=denoiser)}
-    if denoiser is not None:  # the same U-Net uncompiled, for the compiled / eager ratio
-        calls["ours_eager"] = lambda: task.net.denoise(x, t, x, condition, 1)
+             "ours": lambda: task.net.denoise(x, t, x, features, 1, unet=unet)}
+    if unet is not None:  # the same U-Net uncompiled, for the compiled / eager ratio
+        calls["ours_eager"] = lambda: task.net.denoise(x, t, x, features, 1)
     times: dict[str, list[float]] = {name: [] for name in calls}
     warmup: dict[str, float] = {}
     with torch.no_grad():
