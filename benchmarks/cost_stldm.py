@@ -110,8 +110,8 @@ def ours_sampler(config: Path):
     x, _ = batch_of(t_in, t_out, size)
     latent = (1, t_out, task.net.vae.latent_channels, size // 4, size // 4)
     x_T = torch.randn(*latent, generator=torch.Generator().manual_seed(1))
-    task.sampler, task.sampling_steps, task.guidance_scale = "ddim", 20, 1.0
-    return task, x, x_T, torch.no_grad()(lambda: task.sample_latents(x, None, x_T=x_T))
+    task.sampling.sampler, task.sampling.sampling_steps, task.sampling.guidance_scale = "ddim", 20, 1.0
+    return task, x, x_T, torch.no_grad()(lambda: task.sample_frames(x, None, x_T=x_T))
 
 
 @torch.no_grad()
@@ -121,7 +121,7 @@ def measure_ours_sample(config: Path, repeats: int, search: bool) -> dict:
     result |= time_sample(sample, repeats)
     result |= {"sample_steps": 20, "sample_guidance": 1.0, "sample_peak_rss_gb": round(peak_rss_gb(), 3)}
     if search:
-        reference, _ = task.sample_latents(x, None, x_T=x_T)
+        reference, _ = task.sample_frames(x, None, x_T=x_T)
         result["fastest_sampler"] = fastest_sampler(task, x, x_T, reference)
     return result
 
@@ -131,9 +131,9 @@ def fastest_sampler(task, x: torch.Tensor, x_T: torch.Tensor, reference: torch.T
     scale = float(reference.abs().mean())
     tried = []
     for sampler, steps in CANDIDATES:
-        task.sampler, task.sampling_steps = sampler, steps
+        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
         start = time.perf_counter()
-        sample, _ = task.sample_latents(x, None, x_T=x_T)
+        sample, _ = task.sample_frames(x, None, x_T=x_T)
         seconds = time.perf_counter() - start
         relative = float((sample - reference).abs().mean()) / scale
         tried.append({"sampler": sampler, "steps": steps, "relative_mad": round(relative, 5),

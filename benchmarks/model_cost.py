@@ -222,14 +222,14 @@ def measure_sample(args) -> dict:
     rows = [torch.Generator().manual_seed(0)]
     compile_s = None
     if task.compile_denoiser:  # compile once (a 1-step forecast), timed apart from the forecasts
-        task.sampler, task.sampling_steps = "ddim", 1
+        task.sampling.sampler, task.sampling.sampling_steps = "ddim", 1
         start = time.perf_counter()
         with torch.no_grad():
             task.forecast_rows(inputs, [torch.Generator().manual_seed(0)], x_T=x_T)
         compile_s = time.perf_counter() - start
 
     def forecast(sampler: str, steps: int) -> tuple[torch.Tensor, float]:
-        task.sampler, task.sampling_steps = sampler, steps
+        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
         start = time.perf_counter()
         with torch.no_grad():
             out = task.forecast_rows(inputs, rows, x_T=x_T).clamp(0, 1)
@@ -258,13 +258,13 @@ def measure_unet_calls(args) -> dict:
     with torch.no_grad():
         mean = official.backbone_net.predict(inputs)[0] * 2 - 1
         contexts = official.ctx_net.scan_ctx(torch.cat([inputs * 2 - 1, mean], dim=1))[0]
-        condition = task.net.condition(task.net.encode(inputs * 2 - 1, mean))
+        features = task.net.segment_features(task.net.encode(inputs * 2 - 1, mean))
     t, index = torch.tensor([500]), torch.tensor([1])
-    denoiser = task._sampling_denoiser()  # compiled with --model-arg compile_denoiser=true
+    unet = task._sampling_unet()  # compiled with --model-arg compile_denoiser=true
     calls = {"official": lambda: official.model(x, t, cond=x, ctx=contexts, idx=index),
-             "ours": lambda: task.net.denoise(x, t, x, condition, 1, denoiser=denoiser)}
-    if denoiser is not None:  # the same U-Net uncompiled, for the compiled / eager ratio
-        calls["ours_eager"] = lambda: task.net.denoise(x, t, x, condition, 1)
+             "ours": lambda: task.net.denoise(x, t, x, features, 1, unet=unet)}
+    if unet is not None:  # the same U-Net uncompiled, for the compiled / eager ratio
+        calls["ours_eager"] = lambda: task.net.denoise(x, t, x, features, 1)
     times: dict[str, list[float]] = {name: [] for name in calls}
     warmup: dict[str, float] = {}
     with torch.no_grad():
@@ -293,7 +293,7 @@ def measure_unet_calls(args) -> dict:
 
 
 def measure_attention(args) -> dict:
-    from nowcast_pl.models.raindiff.softmax_attention import PixelSelfAttention
+    from nowcast_pl.layers.attention import PixelSelfAttention
     from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseAttention
     torch.manual_seed(0)
     layer = (TokenwiseAttention(64, args.variant) if args.attention == "tokenwise"

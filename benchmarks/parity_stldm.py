@@ -169,13 +169,14 @@ def loss_parity(official, ours, x: torch.Tensor, y: torch.Tensor, *, keep: float
 def sample_parity(official, ours, x: torch.Tensor, steps: int) -> dict[str, float]:
     official.eval(), ours.eval()
     official.sampling_timesteps, official.is_ddim_sampling = steps, True
-    ours.sampling_steps, ours.sampler, ours.eta, ours.guidance_scale = steps, "ddim", 0.0, 1.0
+    settings = ours.sampling
+    settings.sampler, settings.sampling_steps, settings.eta, settings.guidance_scale = "ddim", steps, 0.0, 1.0
     ours.sample_first_estimate = True
     b, t_out = x.shape[0], ours.out_frames
     latent = (32, x.shape[-2] // 4, x.shape[-1] // 4)
     noise_in, noise_out = torch.randn(b, x.shape[1], *latent), torch.randn(b, t_out, *latent)
     x_T = torch.randn(b, t_out, *latent)
-    sample, first = ours.sample_latents(x, None, x_T=x_T, noise_in=noise_in, noise_out=noise_out)
+    sample, first = ours.sample_frames(x, None, x_T=x_T, noise_in=noise_in, noise_out=noise_out)
     with scripted_randomness([noise_in, noise_out], randn=x_T):
         off_sample, off_first = official(x, include_mu=True)
     return {f"sample_ddim{steps}_cfg1": maxdiff(sample, off_sample),

@@ -11,7 +11,7 @@ Which settings build the model:
   or the saved settings that differ from the config (``model.init_args.dim is 8 in the config but 16 in the
   checkpoint``). The config's other settings (evaluation, optimiser) apply as given, unlike LightningCLI's
   default, which replaces every setting by the checkpoint's; run-time settings
-  (:data:`nowcast_pl.tasks.base.RUNTIME_SETTINGS`) are never saved.
+  (``runtime_settings`` of the task class, e.g. the sampler of a diffusion task) are never saved.
 * A checkpoint imported by ``nowcast-convert`` (it has ``nowcast_converted_from``) carries the architecture
   of the official weights, e.g. RainDiff's ``variant: released``; those settings replace the config's, so a
   paper config evaluates it as written.

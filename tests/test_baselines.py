@@ -78,8 +78,8 @@ def test_steps_members_differ_and_are_reproducible_per_generator():
     error = (first - frames[:1, 4:]).abs().mean()
     persistence_error = (frames[:1, 3:4] - frames[:1, 4:]).abs().mean()
     assert error < persistence_error  # a skilful ensemble on advected cells, not noise
-    ensemble = task.sample(inputs[:1], 2, windows=torch.tensor([5]))
-    torch.testing.assert_close(task.sample(inputs[:1], 2, windows=torch.tensor([5])), ensemble, rtol=0, atol=0)
+    ensemble = task.sample_members(inputs[:1], 2, windows=torch.tensor([5]))
+    torch.testing.assert_close(task.sample_members(inputs[:1], 2, windows=torch.tensor([5])), ensemble, rtol=0, atol=0)
     assert (ensemble[0, 0] - ensemble[0, 1]).abs().mean() > 0.01  # members of a window are seeded apart
 
 

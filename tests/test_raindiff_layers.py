@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from nowcast_pl.models.raindiff.context_encoder import SpatioTemporalEncoder, map_in_groups
 from nowcast_pl.models.raindiff.convgru import ConvGRUCell
-from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttention, TemporalAttentionModule
+from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttentionUnit, TemporalAttentionModule
 from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseAttention, TokenwiseStage
 from nowcast_pl.models.raindiff.unet import RainDiffUNet
 
@@ -86,7 +86,7 @@ def test_convgru_follows_the_gru_equations():
 def test_tau_se_width_and_residual_shape():
     assert TemporalAttentionModule(64).excite[0].out_features == 16
     assert TemporalAttentionModule(512).excite[0].out_features == 16
-    block = PreNormTemporalAttention(16)
+    block = PreNormTemporalAttentionUnit(16)
     assert block(torch.randn(1, 16, 8, 8)).shape == (1, 16, 8, 8)
 
 

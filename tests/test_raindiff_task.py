@@ -27,15 +27,15 @@ def _batch(task, b=2, size=16, seed=0):
 
 
 class _Recorder:
-    """Wraps the U-Net and records (cond, context, segment) of every call."""
+    """Wraps the U-Net and records (previous_residual, context, segment) of every call."""
 
     def __init__(self, task):
         self.calls, self.forward = [], task.net.denoiser.forward
         task.net.denoiser.forward = self
 
-    def __call__(self, x_t, t, cond, context, segment, *, features):
-        self.calls.append((cond.clone(), features[0][0], int(segment[0])))
-        return self.forward(x_t, t, cond, context, segment, features=features)
+    def __call__(self, x_t, t, previous_residual, context, segment, *, features):
+        self.calls.append((previous_residual.clone(), features[0][0], int(segment[0])))
+        return self.forward(x_t, t, previous_residual, context, segment, features=features)
 
 
 def test_loss_on_a_fixed_batch_falls_well_below_its_start():
@@ -94,9 +94,9 @@ def test_sampling_is_reproducible_per_row_and_seed():
     task = _task().eval()
     inputs, _ = _batch(task)
     with torch.no_grad():
-        a = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(5))
-        b = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(5))
-        c = task.sample(inputs, members=2, generator=torch.Generator().manual_seed(6))
+        a = task.sample_members(inputs, members=2, generator=torch.Generator().manual_seed(5))
+        b = task.sample_members(inputs, members=2, generator=torch.Generator().manual_seed(5))
+        c = task.sample_members(inputs, members=2, generator=torch.Generator().manual_seed(6))
         rows = task.forecast_rows(inputs, [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)])
         alone = task.forecast_rows(inputs[1:], [torch.Generator().manual_seed(2)])
     assert a.shape == (2, 2, 7, 1, 16, 16) and torch.equal(a, b) and not torch.allclose(a, c)
@@ -179,7 +179,7 @@ def test_activation_checkpointing_of_an_unknown_part_is_refused_by_name():
     assert _task(activation_checkpointing=False).checkpointed_parts == frozenset()
 
 
-def test_compiled_denoiser_samples_the_same_forecast_and_is_not_saved():
+def test_compiled_unet_samples_the_same_forecast_and_is_not_saved():
     eager = _task().eval()
     compiled = _task(compile_denoiser=True).eval()
     compiled.compile_backend = "aot_eager"  # the compile path without inductor's C++ build (minutes on CI)
@@ -188,8 +188,8 @@ def test_compiled_denoiser_samples_the_same_forecast_and_is_not_saved():
     with torch.no_grad():
         forecasts = [task.forecast_rows(inputs, [torch.Generator().manual_seed(i) for i in range(2)])
                      for task in (eager, compiled)]
-    assert compiled._compiled_denoiser is not None and eager._compiled_denoiser is None
+    assert compiled._compiled_unet is not None and eager._compiled_unet is None
     assert torch.allclose(forecasts[0], forecasts[1], atol=1e-5)
     assert set(compiled.state_dict()) == set(eager.state_dict())
     assert "compile_denoiser" not in compiled.hparams  # a run-time choice, never restored from a checkpoint
-    assert pickle.loads(pickle.dumps(compiled))._compiled_denoiser is None
+    assert pickle.loads(pickle.dumps(compiled))._compiled_unet is None

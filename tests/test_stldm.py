@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nowcast_pl.diffusion import ddim_sample, x0_denoiser
-from nowcast_pl.models.stldm.attention import GainLayerNorm, PatchLinearAttention, TemporalAttention
+from nowcast_pl.models.stldm.attention import FrameAttention, GainLayerNorm, PatchLinearAttention
 from nowcast_pl.models.stldm.convert import convert_state_dict, export_official, load_official, official_config
 from nowcast_pl.models.stldm.network import STLDM
 from nowcast_pl.models.stldm.task import STLDMTask, TrainingDraws
@@ -76,7 +76,7 @@ def test_patch_attention_keeps_windows_independent_and_temporal_attention_has_no
     changed[..., :4, :4] += 1.0  # only the top-left window
     diff = (attention(changed) - attention(x)).abs().sum(dim=(0, 1))
     assert diff[:4, :4].min() > 0 and diff[4:, :].max() == 0 and diff[:, 4:].max() == 0
-    temporal, frames = TemporalAttention(8, heads=2, dim_head=4), torch.randn(1, 5, 8, 2, 2)
+    temporal, frames = FrameAttention(8, heads=2, dim_head=4), torch.randn(1, 5, 8, 2, 2)
     order = torch.tensor([3, 0, 4, 1, 2])
     assert torch.allclose(temporal(frames[:, order]), temporal(frames)[:, order], atol=1e-6)
 
@@ -185,17 +185,17 @@ def test_guidance_weight_zero_is_the_conditional_model():
     task = tiny_task(guidance_scale=0.0, sampling_steps=3).eval()
     inputs, _ = tiny_batch()
     x_T = torch.randn(2, 4, 8, 4, 4)
-    sample, _ = task.sample_latents(inputs, None, x_T=x_T)
+    sample, _ = task.sample_frames(inputs, None, x_T=x_T)
     cond = task.net.translate(task.net.encode(inputs)[0])[0]
     network = lambda x_t, t: task.net.denoise(x_t, t, cond)  # noqa: E731
     latents = ddim_sample(x0_denoiser(network, task.alphas_cumprod, "v"), x_T.shape, task.alphas_cumprod,
                           steps=3, x_T=x_T)
     assert torch.allclose(sample, task.net.decode(latents), atol=1e-6)
-    task.guidance_scale = 1.0
-    guided_batched = task.sample_latents(inputs, None, x_T=x_T)[0]
+    task.sampling.guidance_scale = 1.0
+    guided_batched = task.sample_frames(inputs, None, x_T=x_T)[0]
     assert not torch.allclose(sample, guided_batched, atol=1e-4)
     task.hparams.batched_guidance = False
-    assert torch.allclose(guided_batched, task.sample_latents(inputs, None, x_T=x_T)[0], atol=1e-5)
+    assert torch.allclose(guided_batched, task.sample_frames(inputs, None, x_T=x_T)[0], atol=1e-5)
 
 
 @torch.no_grad()
@@ -211,10 +211,10 @@ def test_a_dropped_row_sees_zeros_at_every_level_like_no_condition():
 def test_sampling_is_reproducible_with_a_seed():
     task = tiny_task(sampling_steps=3).eval()
     inputs, _ = tiny_batch()
-    first = task.sample(inputs, 2, torch.Generator().manual_seed(5))
+    first = task.sample_members(inputs, 2, torch.Generator().manual_seed(5))
     assert first.shape == (2, 2, 4, 1, 16, 16)
-    assert torch.equal(first, task.sample(inputs, 2, torch.Generator().manual_seed(5)))
-    assert not torch.equal(first, task.sample(inputs, 2, torch.Generator().manual_seed(6)))
+    assert torch.equal(first, task.sample_members(inputs, 2, torch.Generator().manual_seed(5)))
+    assert not torch.equal(first, task.sample_members(inputs, 2, torch.Generator().manual_seed(6)))
     assert not torch.equal(first[:, 0], first[:, 1])
 
 
@@ -235,11 +235,11 @@ def test_first_estimate_is_deterministic_by_default_and_sampled_on_request():
     task = tiny_task(sampling_steps=2).eval()
     inputs, _ = tiny_batch()
     x_T = torch.randn(2, 4, 8, 4, 4)
-    assert torch.equal(task.sample_latents(inputs, None, x_T=x_T)[1], task.sample_latents(inputs, None, x_T=x_T)[1])
+    assert torch.equal(task.sample_frames(inputs, None, x_T=x_T)[1], task.sample_frames(inputs, None, x_T=x_T)[1])
     task.sample_first_estimate = True
     rows = [torch.Generator().manual_seed(i) for i in range(2)]
     other = [torch.Generator().manual_seed(i + 9) for i in range(2)]
-    assert not torch.equal(task.sample_latents(inputs, rows)[1], task.sample_latents(inputs, other)[1])
+    assert not torch.equal(task.sample_frames(inputs, rows)[1], task.sample_frames(inputs, other)[1])
 
 
 def test_bad_frames_give_one_line_errors_naming_the_setting():

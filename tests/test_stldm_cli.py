@@ -58,7 +58,8 @@ def test_shipped_configs_build_the_paper_model(name):
     config = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())
     data, model = config["data"]["init_args"], config["model"]["init_args"]
     task = STLDMTask(in_frames=data["in_frames"], out_frames=data["out_frames"], **model)
-    assert task.hparams.timesteps == 50 and task.sampling_steps in (5, 20) and task.guidance_scale == 1.0
+    assert task.hparams.timesteps == 50 and task.sampling.sampling_steps in (5, 20)
+    assert task.sampling.guidance_scale == 1.0
     if not name.startswith("tiny"):
         assert (data["in_frames"], data["out_frames"]) in ((13, 12), (5, 20)) and data["frame_size"] == 128
         assert data["resize_method"] == "bilinear" and data["antialias"] is False and model["eval_members"] == 10

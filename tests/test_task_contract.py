@@ -11,7 +11,6 @@ import xarray as xr
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
 from nowcast_pl.models.simvp import SimVPTask
-from nowcast_pl.tasks.base import RUNTIME_SETTINGS
 from nowcast_pl.tasks.ema import ExponentialMovingAverage
 from tests.cli_helpers import write_config
 from tests.store_factory import write_moving_store
@@ -41,10 +40,10 @@ def test_members_of_a_window_do_not_depend_on_batch_or_chunking():
     task = _toy(member_chunk=4).eval()
     inputs, windows = _inputs(), torch.tensor([7, 8, 9])
     with torch.no_grad():
-        batched = task.sample(inputs, 3, windows=windows)
+        batched = task.sample_members(inputs, 3, windows=windows)
         task.member_chunk = 1
-        alone = task.sample(inputs[1:2], 3, windows=windows[1:2])
-        again = task.sample(inputs, 3, windows=windows)
+        alone = task.sample_members(inputs[1:2], 3, windows=windows[1:2])
+        again = task.sample_members(inputs, 3, windows=windows)
     assert batched.shape == (3, 3, 4, 1, 16, 16) and 0 <= batched.min() and batched.max() <= 1
     torch.testing.assert_close(alone[0], batched[1], atol=1e-5, rtol=0)
     assert torch.equal(again, batched)
@@ -55,10 +54,10 @@ def test_sampling_seed_and_generator_select_the_ensemble():
     torch.manual_seed(0)
     task = _toy().eval()
     with torch.no_grad():
-        first = task.sample(_inputs(1), 2)
+        first = task.sample_members(_inputs(1), 2)
         task.sampling_seed = 1
-        other = task.sample(_inputs(1), 2)
-        from_generator = [task.sample(_inputs(1), 2, torch.Generator().manual_seed(5)) for _ in range(2)]
+        other = task.sample_members(_inputs(1), 2)
+        from_generator = [task.sample_members(_inputs(1), 2, torch.Generator().manual_seed(5)) for _ in range(2)]
     assert not torch.allclose(first, other)
     assert torch.equal(*from_generator) and not torch.allclose(from_generator[0], other)
 
@@ -69,7 +68,7 @@ def test_deterministic_models_forecast_once_and_repeat_the_view(monkeypatch):
     original = task.forecast
     monkeypatch.setattr(task, "forecast", lambda x: calls.append(1) or original(x) * 3)
     with torch.no_grad():
-        members = task.sample(_inputs(2), 5)
+        members = task.sample_members(_inputs(2), 5)
     assert len(calls) == 1 and members.shape == (2, 5, 4, 1, 16, 16)
     assert members.max() <= 1.0 and members.min() >= 0.0  # clamped once, by the base
     assert members.stride(1) == 0 and task.effective_members(5) == 1
@@ -87,8 +86,8 @@ def test_member_settings_are_validated():
 
 def test_runtime_settings_are_not_hyperparameters():
     task = _toy(eval_members=4, sampler="dpmpp_2m")
-    assert not set(RUNTIME_SETTINGS) & set(task.hparams)
-    assert task.eval_members == 4 and task.sampler == "dpmpp_2m" and task.hparams.timesteps == 50
+    assert not set(task.runtime_settings) & set(task.hparams)
+    assert task.eval_members == 4 and task.sampling.sampler == "dpmpp_2m" and task.hparams.timesteps == 50
 
 
 def test_test_with_a_checkpoint_file_samples_with_the_command_line_steps(tmp_path, store):
@@ -101,7 +100,7 @@ def test_test_with_a_checkpoint_file_samples_with_the_command_line_steps(tmp_pat
     assert "sampling_steps" not in saved and "eval_members" not in saved
     cli = build_cli(["test", *common, "--ckpt_path", str(ckpt), "--model.init_args.sampling_steps", "7"])
     batches = len(cli.datamodule.test_dataloader())
-    assert cli.model.sampling_steps == 7
+    assert cli.model.sampling.sampling_steps == 7
     assert cli.model.network_calls == 7 * batches  # both members in one chunk: one call per step and batch
     scores = json.loads((tmp_path / "runs/toy/test_metrics.json").read_text())
     assert {"csi@20dBZ", "ens_mean/csi@20dBZ", "ens_mean/mse"} <= set(scores)

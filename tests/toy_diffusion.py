@@ -2,7 +2,7 @@
 
 Two convolutions predict the v-target of the future frames from the noisy frames, the observed frames and
 the timestep. It is not a model anyone should use; it exercises the same path as RainDiff and STLDM:
-``training_loss`` through the core objectives, ``forecast_rows`` through :meth:`DiffusionTask.run_sampler`.
+``training_loss`` through the core objectives, ``forecast_rows`` through :meth:`DiffusionTask.sample_from_noise`.
 """
 
 from __future__ import annotations
@@ -47,4 +47,4 @@ class ToyDiffusionTask(DiffusionTask):
         denoiser = x0_denoiser(lambda x, t: self.network(x, t, observed), self.alphas_cumprod,
                                self.hparams.objective)
         shape = (inputs.shape[0], self.out_frames, 1, *inputs.shape[-2:])
-        return (self.run_sampler(denoiser, shape, generators, clip=(-1.0, 1.0)) + 1) / 2
+        return (self.sample_from_noise(denoiser, shape, generators, clip=(-1.0, 1.0)) + 1) / 2

@@ -5,10 +5,10 @@ the evaluation value space; ensemble scores take members (B, N, T, 1, H, W) as `
 ``docs/metrics.md`` for the key formats and the paper protocols.
 """
 
-from nowcast_pl.metrics.categorical import CategoricalScores, max_pool_frames, threshold_label
+from nowcast_pl.metrics.categorical import CategoricalScores, max_pool_frames, score_key, threshold_label
 from nowcast_pl.metrics.continuous import FrameSSIM, MeanError
 from nowcast_pl.metrics.ensemble import EnsembleCRPS, RankHistogram, SpreadSkillRatio
-from nowcast_pl.metrics.inputs import curve_points
+from nowcast_pl.metrics.inputs import curve_points, lead_key
 from nowcast_pl.metrics.perceptual import LPIPSScore, backbone_checkpoint_path
 from nowcast_pl.metrics.probabilistic import ExceedanceProbabilityScores
 from nowcast_pl.metrics.protocols import (
@@ -45,7 +45,9 @@ __all__ = [
     "build_metrics",
     "curve_points",
     "flatten_scores",
+    "lead_key",
     "max_pool_frames",
     "resolve_protocol",
+    "score_key",
     "threshold_label",
 ]

@@ -32,6 +32,12 @@ def threshold_label(threshold: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
+def score_key(score: str, threshold: float, unit: str, *, lead: int | None = None, fss_scale: int = 4) -> str:
+    """Metric key of a thresholded score, e.g. ``csi@20dBZ/lead_03`` or ``fss@20dBZ/s4``."""
+    key = f"{score}@{threshold_label(threshold)}{unit}" + (f"/s{fss_scale}" if score == "fss" else "")
+    return key if lead is None else f"{key}/lead_{lead:02d}"
+
+
 def pool_tag(kernel: int, stride: int) -> str:
     """Key tag of a pooled variant: "" without pooling, else e.g. "_pool4_s1" (csi_pool4_s1@20dBZ)."""
     return "" if kernel == stride == 1 else f"_pool{kernel}_s{stride}"

@@ -161,6 +161,11 @@ def positive_int(value: int, name: str) -> int:
     return value
 
 
+def lead_key(score: str, lead: int | None) -> str:
+    """Key of a threshold-free score (``crps``, ``mae``), overall or at a lead index."""
+    return score if lead is None else f"{score}/lead_{lead:02d}"
+
+
 def curve_points(scores: Mapping[str, object], prefix: str) -> tuple[list[float], list[float]]:
     """A curve spread over scalar keys ``f"{prefix}/bin_XX"`` or ``f"{prefix}/p_X"``, back as (x, y) lists.
 

@@ -23,10 +23,10 @@ import numpy as np
 
 from nowcast_pl.config import read_config
 from nowcast_pl.report.evaluate import evaluate_sources
-from nowcast_pl.report.figures import ensemble_figures, lead_time_figure, panel_gif
+from nowcast_pl.report.figures import panel_gif
 from nowcast_pl.report.sources import EvaluationSettings, load_source
 from nowcast_pl.report.tables import markdown_report, score_key, table_rows, write_csv
-from nowcast_pl.viz import plt
+from nowcast_pl.viz import ensemble_figures, lead_time_figure, plt
 
 
 def build_parser() -> argparse.ArgumentParser:

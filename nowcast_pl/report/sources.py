@@ -28,7 +28,7 @@ from nowcast_pl.config import ReadConfig, read_config
 from nowcast_pl.data.forecast_store import open_forecast
 from nowcast_pl.data.units import same_units
 from nowcast_pl.models.moved import current_class_path
-from nowcast_pl.tasks.base import RUNTIME_SETTINGS, NowcastTask
+from nowcast_pl.tasks.base import NowcastTask
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class ModelSource:
 
     @torch.no_grad()
     def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        members = self.task.sample(batch["inputs"], self.members, windows=batch["window"])
+        members = self.task.sample_members(batch["inputs"], self.members, windows=batch["window"])
         return self.datamodule.to_physical(members.float())
 
 
@@ -165,7 +165,7 @@ def _trained_task(name: str, config: Path, checkpoint: Path, settings: Evaluatio
     """The run's model from its checkpoint, with the run-time settings of its config and the report's scoring."""
     run, saved_class_path = _run_config(config)
     class_path, init_args = run.config.model.class_path, run.config.model.init_args
-    runtime = {key: init_args[key] for key in RUNTIME_SETTINGS if key in init_args}
+    runtime = {key: init_args[key] for key in _task_class(class_path).runtime_settings if key in init_args}
     # A run's checkpoint saves its config's class path as `_class_path`, and Lightning refuses to load one that
     # no longer imports: a run from before the model folders gets today's.
     moved = {"_class_path": class_path} if class_path != saved_class_path else {}

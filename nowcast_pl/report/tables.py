@@ -11,20 +11,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from nowcast_pl.metrics import threshold_label
+from nowcast_pl.metrics import lead_key, score_key
 
 CATEGORICAL = ("csi", "hss")
-
-
-def score_key(score: str, threshold: float, unit: str, *, lead: int | None = None, fss_scale: int = 4) -> str:
-    """Metric key of a thresholded score, e.g. ``csi@20dBZ/lead_03`` or ``fss@20dBZ/s4``."""
-    key = f"{score}@{threshold_label(threshold)}{unit}" + (f"/s{fss_scale}" if score == "fss" else "")
-    return key if lead is None else f"{key}/lead_{lead:02d}"
-
-
-def lead_key(score: str, lead: int | None) -> str:
-    """Key of a threshold-free score (``crps``, ``mae``), overall or at a lead index."""
-    return score if lead is None else f"{score}/lead_{lead:02d}"
 
 
 def table_rows(scores: dict[str, dict[str, float]], *, thresholds: Sequence[float], unit: str, out_frames: int,

@@ -7,12 +7,13 @@ A subclass builds its networks in ``__init__`` and implements:
 * stochastic models (``stochastic = True``): :meth:`NowcastTask.forecast_rows` — one independent member per
   batch row, all randomness of row ``i`` drawn from ``generators[i]``.
 
-Everything else is shared: ensembles (:meth:`NowcastTask.sample`, reproducible per window and member),
+Everything else is shared: ensembles (:meth:`NowcastTask.sample_members`, reproducible per window and member),
 optimiser parameter groups and schedule, EMA weights for evaluation, validation/test metrics in the paper
 protocol chosen by name, and TensorBoard logging (losses, scores, per-lead-time curves, radar panels).
 Files (metrics JSON, panel PNG, forecast store) are written by the callbacks in :mod:`nowcast_pl.callbacks`.
 
-Evaluation and sampling settings (:data:`RUNTIME_SETTINGS`) are run-time choices, not architecture: they are
+Evaluation settings (:attr:`NowcastTask.runtime_settings`, which subclasses extend with theirs, e.g. a
+diffusion task's sampler) are run-time choices, not architecture: they are
 not saved as hyper-parameters, so a checkpoint never overrides them and ``nowcast test --ckpt_path X
 --model.init_args.eval_members 10`` does what it says.
 """
@@ -33,20 +34,11 @@ from torchmetrics import Metric, MetricCollection
 
 from nowcast_pl.diffusion.noise import member_generators
 from nowcast_pl.metrics import build_metrics, flatten_scores
-from nowcast_pl.report.figures import run_figures
 from nowcast_pl.tasks.ema import ExponentialMovingAverage, shadow_name
 from nowcast_pl.tasks.optim import build_param_groups, warmup_cosine
-from nowcast_pl.viz import forecast_panel, lead_time_curves
+from nowcast_pl.viz import forecast_panel, lead_time_curves, run_figures
 
 Batch = dict[str, Tensor]
-
-RUNTIME_SETTINGS = (
-    "eval_members", "predict_members", "member_chunk", "sampling_seed", "val_metrics_every_n_epochs",
-    "panel_every_n_val_steps", "panel_leads", "sampler", "sampling_steps", "eta", "guidance_scale",
-    "compile_denoiser",
-)
-"""Init arguments of tasks that are never saved in (nor restored from) a checkpoint."""
-
 
 class NowcastTask(pl.LightningModule):
     """Shared training, evaluation and prediction logic.
@@ -99,6 +91,12 @@ class NowcastTask(pl.LightningModule):
 
     trainable = True
     stochastic = False
+    runtime_settings: tuple[str, ...] = (
+        "eval_members", "predict_members", "member_chunk", "sampling_seed", "val_metrics_every_n_epochs",
+        "panel_every_n_val_steps", "panel_leads",
+    )
+    """Init arguments that are run-time choices, never saved in (nor restored from) a checkpoint. A subclass
+    adds its own: ``runtime_settings = Parent.runtime_settings + ("its_setting",)``."""
 
     def __init__(
         self,
@@ -136,7 +134,7 @@ class NowcastTask(pl.LightningModule):
         ema_start_step: int = 0,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=list(RUNTIME_SETTINGS))
+        self.save_hyperparameters(ignore=list(self.runtime_settings))
         for name, value in (("eval_members", eval_members), ("predict_members", predict_members),
                             ("member_chunk", member_chunk), ("val_metrics_every_n_epochs",
                                                              val_metrics_every_n_epochs)):
@@ -185,7 +183,7 @@ class NowcastTask(pl.LightningModule):
 
     # ----- ensembles -----------------------------------------------------------------------------------------
 
-    def sample(self, inputs: Tensor, members: int, generator: torch.Generator | None = None, *,
+    def sample_members(self, inputs: Tensor, members: int, generator: torch.Generator | None = None, *,
                windows: Tensor | None = None) -> Tensor:
         """``members`` forecasts per window: (B, T_in, 1, H, W) → (B, N, T_out, 1, H, W) in [0, 1].
 
@@ -368,7 +366,7 @@ class NowcastTask(pl.LightningModule):
 
     def _evaluate_batch(self, batch: Batch, batch_idx: int, stage: str) -> dict[str, Tensor]:
         members = self.effective_members(self.eval_members)
-        forecast = self.sample(batch["inputs"], members, windows=batch["window"])
+        forecast = self.sample_members(batch["inputs"], members, windows=batch["window"])
         targets, mask = self.to_evaluation_units(batch["targets"]), batch["target_mask"]
         getattr(self, f"{stage}_metrics").update(self.to_evaluation_units(forecast), targets, mask)
         mean_metrics = getattr(self, f"{stage}_mean_metrics")
@@ -435,7 +433,7 @@ class NowcastTask(pl.LightningModule):
 
     def predict_step(self, batch: Batch, batch_idx: int) -> dict[str, Tensor]:
         members = self.effective_members(self.predict_members)
-        forecast = self.sample(batch["inputs"], members, windows=batch["window"])
+        forecast = self.sample_members(batch["inputs"], members, windows=batch["window"])
         return {"forecast": forecast, "init_time": batch["init_time"], "window": batch["window"]}
 
 

@@ -76,7 +76,7 @@ class RainDiffNet(nn.Module):
         self.context_encoder.to(memory_format=torch.channels_last)
         self.denoiser.to(memory_format=torch.channels_last)
 
-    def check_frames(self, inputs: Tensor) -> None:
+    def check_inputs(self, inputs: Tensor) -> None:
         """One-line ValueError naming the setting when ``inputs (B, T_in, C, H, W)`` cannot be used."""
         if inputs.ndim != 5 or inputs.shape[1] != self.in_frames or inputs.shape[2] != self.channels:
             raise ValueError(f"inputs must be (B, {self.in_frames}, {self.channels}, H, W) (data.in_frames), "
@@ -93,12 +93,12 @@ class RainDiffNet(nn.Module):
 
         ``checkpoint`` recomputes each SimVP pass in backward instead of keeping its activations (exact).
         """
-        self.check_frames(inputs)
+        self.check_inputs(inputs)
         if not checkpoint:
             return self.mean(inputs)
         frames, passes = inputs, []
         for _ in range(self.num_segments):  # SimVP's iterative rollout, one checkpointed pass at a time
-            frames = checkpointed(self.mean, self.mean._single_pass, frames)
+            frames = checkpointed(self.mean, self.mean.single_pass, frames)
             passes.append(frames)
         return torch.cat(passes, dim=1)
 
@@ -108,7 +108,7 @@ class RainDiffNet(nn.Module):
         frames = torch.cat([inputs_n, mean_n[:, : self.out_frames]], dim=1)
         return self.context_encoder(frames, local_frame=self.in_frames, checkpoint=checkpoint)
 
-    def condition(self, contexts: tuple[list[Tensor], list[Tensor]]) -> tuple[list, list]:
+    def segment_features(self, contexts: tuple[list[Tensor], list[Tensor]]) -> tuple[list, list]:
         """The denoiser's context features for the first segment and for the others.
 
         The first segment uses the local context when ``local_context`` (released code), the global one
@@ -124,12 +124,13 @@ class RainDiffNet(nn.Module):
         start = segment * self.in_frames
         return start, min(start + self.in_frames, self.out_frames)
 
-    def denoise(self, x_t: Tensor, t: Tensor, cond: Tensor, condition: tuple[list, list], segment: int, *,
-                denoiser: Callable[..., Tensor] | None = None) -> Tensor:
-        """Denoiser output for segment ``segment`` given :meth:`condition`'s features: ``(B, S, C, H, W)``.
+    def denoise(self, x_t: Tensor, t: Tensor, previous_residual: Tensor, features: tuple[list, list], segment: int,
+                *, unet: Callable[..., Tensor] | None = None) -> Tensor:
+        """U-Net output for segment ``segment`` given the previous segment's residual ``(B, S, C, H, W)`` and
+        :meth:`segment_features`: ``(B, S, C, H, W)``.
 
-        ``denoiser`` replaces :attr:`denoiser` for this call (e.g. a ``torch.compile`` of it).
+        ``unet`` replaces the module :attr:`denoiser` for this call (e.g. a ``torch.compile`` of it).
         """
         index = torch.full((x_t.shape[0],), segment, dtype=torch.long, device=x_t.device)
-        network = self.denoiser if denoiser is None else denoiser
-        return network(x_t, t, cond, None, index, features=condition[0 if segment == 0 else 1])
+        network = self.denoiser if unet is None else unet
+        return network(x_t, t, previous_residual, None, index, features=features[0 if segment == 0 else 1])

@@ -28,7 +28,7 @@ from nowcast_pl.models.raindiff.network import RainDiffNet, normalise, unnormali
 from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
 
-Condition = tuple[list, list]
+SegmentFeatures = tuple[list, list]
 CheckpointedPart = Literal["mean", "encoder", "denoiser"]
 CHECKPOINTABLE_PARTS: frozenset[str] = frozenset(get_args(CheckpointedPart))
 
@@ -65,6 +65,7 @@ class RainDiffTask(DiffusionTask):
             (``ema_decay`` enables an EMA of the weights for evaluation).
     """
 
+    runtime_settings = DiffusionTask.runtime_settings + ("compile_denoiser",)
     compile_backend = "inductor"
     """``torch.compile`` backend used by ``compile_denoiser``."""
 
@@ -87,7 +88,7 @@ class RainDiffTask(DiffusionTask):
         self.gamma, self.clip = gamma, (-1.0, 1.0) if clip_denoised else None
         self.checkpointed_parts = checkpointed_parts(activation_checkpointing)
         self.compile_denoiser = compile_denoiser
-        self._compiled_denoiser: Callable[..., Tensor] | None = None  # a function, not a submodule
+        self._compiled_unet: Callable[..., Tensor] | None = None  # a function, not a submodule
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse, in one line, a checkpoint of another architecture or Token-wise Attention variant."""
@@ -131,21 +132,21 @@ class RainDiffTask(DiffusionTask):
         mean_mse = (squared * valid).sum() / valid.sum().clamp_min(1)
         mean_n = normalise(mean)
         residual = normalise(targets) - mean_n[:, : self.out_frames]
-        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n, checkpoint="encoder" in parts))
-        diffusion = torch.stack([self._segment_loss(residual, valid, condition, t, noise, m)
+        features = self.net.segment_features(self.net.encode(normalise(inputs), mean_n, checkpoint="encoder" in parts))
+        diffusion = torch.stack([self._segment_loss(residual, valid, features, t, noise, m)
                                  for m, noise in enumerate(noises)]).mean()
         loss = (1.0 - self.gamma) * mean_mse + self.gamma * diffusion
         return {"loss": loss, "mean_mse": mean_mse.detach(), "diffusion": diffusion.detach()}
 
-    def _segment_loss(self, residual: Tensor, valid: Tensor, condition: Condition, t: Tensor, noise: Tensor,
+    def _segment_loss(self, residual: Tensor, valid: Tensor, features: SegmentFeatures, t: Tensor, noise: Tensor,
                       segment: int) -> Tensor:
         x0, x0_valid = self._segment(residual, segment), self._segment(valid, segment)
-        cond = torch.zeros_like(x0) if segment == 0 else self._segment(residual, segment - 1)
+        previous_residual = torch.zeros_like(x0) if segment == 0 else self._segment(residual, segment - 1)
         x_t = q_sample(x0, t, noise, self.alphas_cumprod)
         if "denoiser" in self.checkpointed_parts:
-            output = checkpointed(self.net.denoiser, self.net.denoise, x_t, t, cond, condition, segment)
+            output = checkpointed(self.net.denoiser, self.net.denoise, x_t, t, previous_residual, features, segment)
         else:
-            output = self.net.denoise(x_t, t, cond, condition, segment)
+            output = self.net.denoise(x_t, t, previous_residual, features, segment)
         return diffusion_loss(output, x0, noise, t, self.alphas_cumprod, objective=self.hparams.objective,
                               weighting=self.hparams.loss_weighting, mask=x0_valid)
 
@@ -158,25 +159,25 @@ class RainDiffTask(DiffusionTask):
 
     # ----- sampling ------------------------------------------------------------------------------------------
 
-    def _sampling_denoiser(self) -> Callable[..., Tensor] | None:
+    def _sampling_unet(self) -> Callable[..., Tensor] | None:
         """The U-Net that sampling calls: None (the module as is) or, with ``compile_denoiser``, its
         ``torch.compile``, built once per process (compiled functions are not pickled with the task)."""
         if not self.compile_denoiser:
             return None
-        if self._compiled_denoiser is None:
+        if self._compiled_unet is None:
             compiled = torch.compile(self.net.denoiser, backend=self.compile_backend)
 
-            def denoiser(*args: Any, **kwargs: Any) -> Tensor:
+            def compiled_unet(*args: Any, **kwargs: Any) -> Tensor:
                 try:
                     return compiled(*args, **kwargs)
                 except torch._dynamo.exc.BackendCompilerFailed as error:
                     raise _compile_failure(error) from error
 
-            self._compiled_denoiser = denoiser
-        return self._compiled_denoiser
+            self._compiled_unet = compiled_unet
+        return self._compiled_unet
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**super().__getstate__(), "_compiled_denoiser": None}
+        return {**super().__getstate__(), "_compiled_unet": None}
 
     def forecast_rows(self, inputs: Tensor, generators: Sequence[torch.Generator],
                       x_T: Sequence[Tensor] | None = None) -> Tensor:
@@ -185,16 +186,18 @@ class RainDiffTask(DiffusionTask):
         ``x_T`` optionally fixes each segment's starting noise (``(B, T_in, C, H, W)`` per segment).
         """
         mean_n = normalise(self.net.predict_mean(inputs))
-        condition = self.net.condition(self.net.encode(normalise(inputs), mean_n))
+        features = self.net.segment_features(self.net.encode(normalise(inputs), mean_n))
         shape = (inputs.shape[0], self.in_frames, *inputs.shape[2:])
-        cond = torch.zeros(shape, device=inputs.device, dtype=inputs.dtype)
+        previous_residual = torch.zeros(shape, device=inputs.device, dtype=inputs.dtype)
         frames = []
-        sampling_denoiser = self._sampling_denoiser()
+        sampling_unet = self._sampling_unet()
         for m in range(self.net.num_segments):
-            network = partial(self.net.denoise, cond=cond, condition=condition, segment=m, denoiser=sampling_denoiser)
+            network = partial(self.net.denoise, previous_residual=previous_residual, features=features, segment=m,
+                              unet=sampling_unet)
             denoiser = x0_denoiser(network, self.alphas_cumprod, self.hparams.objective)
-            cond = self.run_sampler(denoiser, shape, generators, clip=self.clip, x_T=None if x_T is None else x_T[m])
-            frames.append(self._segment(mean_n, m) + cond)
+            start = None if x_T is None else x_T[m]
+            previous_residual = self.sample_from_noise(denoiser, shape, generators, clip=self.clip, x_T=start)
+            frames.append(self._segment(mean_n, m) + previous_residual)
         return unnormalise(torch.cat(frames, dim=1)[:, : self.out_frames])
 
 

@@ -52,7 +52,7 @@ class TemporalAttentionModule(nn.Module):
         return gate * self.mix(self.dilated(self.local(x))) * x
 
 
-class TemporalAttention(nn.Module):
+class TemporalAttentionUnit(nn.Module):
     """TAU block with its own shortcut: ``x + conv1x1(TAM(GELU(conv1x1(x))))``.
 
     Shapes: ``(B, dim, H, W) -> (B, dim, H, W)``.
@@ -68,7 +68,7 @@ class TemporalAttention(nn.Module):
         return x + self.proj_out(self.attention(F.gelu(self.proj_in(x))))
 
 
-class PreNormTemporalAttention(nn.Module):
+class PreNormTemporalAttentionUnit(nn.Module):
     """``x + TAU(RMSNorm(x))``: the residual, pre-normalised TAU block of each U-Net level.
 
     Shapes: ``(B, dim, H, W) -> (B, dim, H, W)``.
@@ -77,7 +77,7 @@ class PreNormTemporalAttention(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.norm = ChannelRMSNorm(dim)
-        self.tau = TemporalAttention(dim)
+        self.tau = TemporalAttentionUnit(dim)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.tau(self.norm(x))

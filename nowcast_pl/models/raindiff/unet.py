@@ -24,7 +24,7 @@ from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock
 from nowcast_pl.models.raindiff.context_encoder import level_widths
 from nowcast_pl.models.raindiff.resample import NearestUpsample, SpaceToDepthDownsample
 from nowcast_pl.models.raindiff.softmax_attention import PreNormSelfAttention
-from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttention
+from nowcast_pl.models.raindiff.temporal_attention import PreNormTemporalAttentionUnit
 from nowcast_pl.models.raindiff.tokenwise_attention import TokenwiseStage, Variant
 
 
@@ -46,7 +46,7 @@ class UNetLevel(nn.Module):
         super().__init__()
         self.block1 = ResnetBlock(in_first, width, emb_dim=emb_dim)
         self.block2 = ResnetBlock(in_second, width, emb_dim=emb_dim)
-        self.temporal_attention = PreNormTemporalAttention(width)
+        self.temporal_attention = PreNormTemporalAttentionUnit(width)
         self.tokenwise = TokenwiseStage(width, variant=variant) if tokenwise else None
         self.resample = resample
 
@@ -88,7 +88,7 @@ class RainDiffUNet(nn.Module):
             gives DiffCast's U-Net with full softmax self-attention in the middle.
         variant: Token-wise Attention arithmetic, ``"paper"`` or ``"released"``.
 
-    Shapes: ``x_t (B, S, C, H, W)``, ``t (B,)`` int64 diffusion steps, ``cond (B, S, C, H, W)`` previous
+    Shapes: ``x_t (B, S, C, H, W)``, ``t (B,)`` int64 diffusion steps, ``previous_residual (B, S, C, H, W)`` previous
     residual, ``context`` the encoder's list of ``(B, C_l, H / 2**l, W / 2**l)``, ``segment (B,)`` int64
     segment index -> ``(B, S, C, H, W)``. H and W must be divisible by :attr:`downsampling`.
     """
@@ -126,13 +126,13 @@ class RainDiffUNet(nn.Module):
         """Per-level :meth:`UNetLevel.context_features` of an encoder context list."""
         return [level.context_features(ctx) for level, ctx in zip(self.downs, context, strict=True)]
 
-    def forward(self, x_t: Tensor, t: Tensor, cond: Tensor, context: Sequence[Tensor], segment: Tensor, *,
+    def forward(self, x_t: Tensor, t: Tensor, previous_residual: Tensor, context: Sequence[Tensor], segment: Tensor, *,
                 features: list[tuple[Tensor, Tensor]] | None = None) -> Tensor:
         """Denoiser output; ``features`` (from :meth:`context_features`) replaces ``context`` when given."""
         if features is None:
             features = self.context_features(context)
         b, s, c, h, w = x_t.shape
-        x = self.stem(torch.cat([cond.reshape(b, s * c, h, w), x_t.reshape(b, s * c, h, w)], dim=1))
+        x = self.stem(torch.cat([previous_residual.reshape(b, s * c, h, w), x_t.reshape(b, s * c, h, w)], dim=1))
         stem_out = x
         emb = torch.cat([self.time_mlp(t), self.segment_mlp(segment)], dim=1)
         skips = []

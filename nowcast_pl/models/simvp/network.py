@@ -95,14 +95,14 @@ class SimVP(nn.Module):
         """
         self._check_input(x)
         if self.rollout == "direct":
-            return self._single_pass(x)
+            return self.single_pass(x)
         frames, passes = x, []
         for _ in range(math.ceil(self.out_frames / self.in_frames)):
-            frames = self._single_pass(frames)
+            frames = self.single_pass(frames)
             passes.append(frames)
         return torch.cat(passes, dim=1)[:, : self.out_frames]
 
-    def _single_pass(self, x: torch.Tensor) -> torch.Tensor:
+    def single_pass(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder -> translator -> decoder: ``(B, T_in, C, H, W) -> (B, frames_per_pass, C, H, W)``."""
         b, t_in, c, h, w = x.shape
         t_out = self.frames_per_pass

@@ -2,8 +2,9 @@
 
 * :class:`PatchLinearAttention` — "linearized" spatial attention (Shen et al., "Efficient Attention",
   WACV 2021; the lucidrains form) computed separately inside each non-overlapping ``patch x patch`` window.
-* :class:`FullSpatialAttention` — multi-head softmax attention over all H*W positions (Vaswani et al. 2017).
-* :class:`TemporalAttention` — softmax attention across frames at each pixel, without time positions.
+* :class:`~nowcast_pl.layers.attention.PixelSelfAttention` (shared with DiffCast) — multi-head softmax
+  attention over all H*W positions (Vaswani et al. 2017).
+* :class:`FrameAttention` — softmax attention across frames at each pixel, without time positions.
 * :class:`GainLayerNorm` — normalisation over one axis with a per-channel gain and no bias.
 * :class:`PreNormResidual` — ``x + fn(norm(x))``.
 
@@ -19,6 +20,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from nowcast_pl.layers.attention import PixelSelfAttention
 
 TemporalNorm = Literal["time", "channels"]
 
@@ -116,26 +119,7 @@ class PatchLinearAttention(nn.Module):
         return out.reshape(n, self.heads, nh, nw, p, p, -1).permute(0, 2, 4, 3, 5, 1, 6).reshape(n, h, w, -1)
 
 
-class FullSpatialAttention(nn.Module):
-    """Multi-head softmax attention over all ``H * W`` positions of each frame, 1x1 conv in and out.
-
-    Shapes: ``(N, dim, H, W) -> (N, dim, H, W)``; cost quadratic in ``H * W`` (used at the U-Net bottom).
-    """
-
-    def __init__(self, dim: int, *, heads: int = 4, dim_head: int = 32) -> None:
-        super().__init__()
-        self.heads = heads
-        self.to_qkv = nn.Conv2d(dim, 3 * heads * dim_head, 1, bias=False)
-        self.to_out = nn.Conv2d(heads * dim_head, dim, 1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        n, _, h, w = x.shape
-        qkv = self.to_qkv(x).reshape(n, 3, self.heads, -1, h * w).transpose(-1, -2)
-        out = F.scaled_dot_product_attention(*qkv.unbind(1))  # (n, heads, hw, d), scale d**-0.5
-        return self.to_out(out.transpose(-1, -2).reshape(n, -1, h, w))
-
-
-class TemporalAttention(nn.Module):
+class FrameAttention(nn.Module):
     """Softmax attention across the T frames at every pixel; no time positional encoding.
 
     q, k, v are bias-free linear maps ``dim -> heads * dim_head``; the output map has a bias. The attention is
@@ -163,7 +147,7 @@ class TemporalAttention(nn.Module):
 
 def temporal_block(dim: int, *, norm_over: TemporalNorm = "time", heads: int = 4,
                    dim_head: int = 32) -> PreNormResidual:
-    """Pre-norm residual :class:`TemporalAttention` on ``(B, T, dim, H, W)``.
+    """Pre-norm residual :class:`FrameAttention` on ``(B, T, dim, H, W)``.
 
     ``norm_over="time"`` reproduces the released STLDM code, whose pre-norm normalises each (b, c, h, w)
     across the T frames; ``"channels"`` is the usual layer norm over channels.
@@ -171,11 +155,11 @@ def temporal_block(dim: int, *, norm_over: TemporalNorm = "time", heads: int = 4
     if norm_over not in ("time", "channels"):
         raise ValueError(f"temporal_norm must be 'time' (released STLDM) or 'channels', got {norm_over!r}")
     norm = GainLayerNorm(dim, channel_dim=2, reduce_dim=1 if norm_over == "time" else 2)
-    return PreNormResidual(norm, TemporalAttention(dim, heads=heads, dim_head=dim_head))
+    return PreNormResidual(norm, FrameAttention(dim, heads=heads, dim_head=dim_head))
 
 
 def spatial_block(dim: int, patch_size: int | None, *, heads: int = 4, dim_head: int = 32) -> PreNormResidual:
     """Pre-norm residual spatial attention on ``(N, dim, H, W)``: patch-wise linear, or full if no patch."""
-    fn = (FullSpatialAttention(dim, heads=heads, dim_head=dim_head) if patch_size is None
+    fn = (PixelSelfAttention(dim, heads=heads, dim_head=dim_head) if patch_size is None
           else PatchLinearAttention(dim, patch_size, heads=heads, dim_head=dim_head))
     return PreNormResidual(GainLayerNorm(dim), fn)

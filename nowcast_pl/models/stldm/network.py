@@ -95,7 +95,7 @@ class STLDM(nn.Module):
         """Frame sides must be multiples of this (VAE factor x U-Net patch size)."""
         return self.vae.downsample_factor * self.unet.patch_size
 
-    def check_frames(self, frames: Tensor, expected: int, setting: str) -> None:
+    def check_frame_count(self, frames: Tensor, expected: int, setting: str) -> None:
         """Raise a one-line ValueError for a wrong rank, frame count, channel count or frame size."""
         if frames.ndim != 5:
             raise ValueError(f"STLDM expects (B, T, C, H, W) frames, got shape {tuple(frames.shape)}")

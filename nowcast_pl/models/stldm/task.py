@@ -167,8 +167,8 @@ class STLDMTask(DiffusionTask):
 
     def training_loss(self, batch: Batch) -> dict[str, Tensor]:
         inputs, targets = batch["inputs"], batch["targets"]
-        self.net.check_frames(inputs, self.in_frames, "in_frames")
-        self.net.check_frames(targets, self.out_frames, "out_frames")
+        self.net.check_frame_count(inputs, self.in_frames, "in_frames")
+        self.net.check_frame_count(targets, self.out_frames, "out_frames")
         return self.loss_terms(inputs, targets, self.draw(inputs))
 
     def loss_terms(self, inputs: Tensor, targets: Tensor, draws: TrainingDraws) -> dict[str, Tensor]:
@@ -216,9 +216,9 @@ class STLDMTask(DiffusionTask):
 
     def forecast_rows(self, inputs: Tensor, generators: list[torch.Generator]) -> Tensor:
         """One member per row: ``(R, T_in, 1, H, W)`` -> ``(R, T_out, 1, H, W)`` in (0, 1)."""
-        return self.sample_latents(inputs, generators)[0]
+        return self.sample_frames(inputs, generators)[0]
 
-    def sample_latents(self, inputs: Tensor, generators: list[torch.Generator] | None, *,
+    def sample_frames(self, inputs: Tensor, generators: list[torch.Generator] | None, *,
                        x_T: Tensor | None = None, noise_in: Tensor | None = None,
                        noise_out: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Decoded sample and first estimate, each ``(R, T_out, 1, H, W)``.
@@ -226,7 +226,7 @@ class STLDMTask(DiffusionTask):
         Noise comes from the row ``generators`` unless given: ``x_T`` for the sampler and, with
         ``sample_first_estimate``, ``noise_in``/``noise_out`` for the Translator (see :class:`TrainingDraws`).
         """
-        self.net.check_frames(inputs, self.in_frames, "in_frames")
+        self.net.check_frame_count(inputs, self.in_frames, "in_frames")
         net = self.net
         mean, log_var = net.encode(inputs)
         if self.sample_first_estimate:
@@ -240,10 +240,10 @@ class STLDMTask(DiffusionTask):
         rows = first.mean.shape[0]
         cond = (first.mean, torch.ones(rows, device=mean.device))
         null = (torch.zeros_like(first.mean), torch.zeros(rows, device=mean.device))
-        network = guided(lambda x_t, t, c: net.denoise(x_t, t, *c), cond, null, self.guidance_scale,
+        network = guided(lambda x_t, t, c: net.denoise(x_t, t, *c), cond, null, self.sampling.guidance_scale,
                          batched=self.hparams.batched_guidance)
         denoiser = x0_denoiser(network, self.alphas_cumprod, self.hparams.objective)
-        latents = self.run_sampler(denoiser, first.mean.shape, generators or [], x_T=x_T)
+        latents = self.sample_from_noise(denoiser, first.mean.shape, generators or [], x_T=x_T)
         return net.decode(latents), first.frames
 
     # ----- checkpoints ---------------------------------------------------------------------------------------
