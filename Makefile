@@ -34,10 +34,10 @@ demo: install
 
 # Single-process tests on 2 xdist workers (one torch thread each, tests/conftest.py), whole files per worker so a
 # module's fixtures are built once; then the tests marked `multiprocess` (DDP, SLURM, concurrent fits), which use
-# both cores themselves, one at a time. Either part failing fails `make test`.
+# both cores themselves, and `timing` (kills at measured moments), one at a time. Either part failing fails `make test`.
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not multiprocess"
-	$(PY) -m pytest -q -m multiprocess
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not (multiprocess or timing)"
+	$(PY) -m pytest -q -m "multiprocess or timing"
 
 lint: install
 	$(VENV)/bin/ruff check .
