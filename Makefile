@@ -32,8 +32,12 @@ demo: install
 		--candidate raindiff --require-beat persistence
 	@echo "tensorboard    $(VENV)/bin/tensorboard --logdir runs"
 
+# Single-process tests on 2 xdist workers (one torch thread each, tests/conftest.py), whole files per worker so a
+# module's fixtures are built once; then the tests marked `multiprocess` (DDP, SLURM, concurrent fits), which use
+# both cores themselves, and `timing` (kills at measured moments), one at a time. Either part failing fails `make test`.
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not (multiprocess or timing)"
+	$(PY) -m pytest -q -m "multiprocess or timing"
 
 lint: install
 	$(VENV)/bin/ruff check .

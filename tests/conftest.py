@@ -16,6 +16,17 @@ SAMPLES_ENV = "NOWCAST_RADAR_SAMPLES"
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test`` runs 2 workers on the 2-core development machine) each worker and the
+    processes it starts use one intra-op thread: two workers of 2 threads each on 2 cores wait for each other
+    (see ``tests.scaleout_cases.one_torch_thread``)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 def radar_samples_dir() -> Path:
     """``$NOWCAST_RADAR_SAMPLES``, else ``<repo>/../shared/radar-samples``."""
     return Path(os.environ.get(SAMPLES_ENV) or REPO.parent / "shared" / "radar-samples")

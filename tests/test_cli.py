@@ -123,6 +123,7 @@ def _test_scores(tmp_path, store, name, trainer):
     return json.loads((tmp_path / "runs" / name / "test_metrics.json").read_text())
 
 
+@pytest.mark.multiprocess
 def test_ddp_spawn_two_processes_gives_the_single_process_metrics(tmp_path, store):
     # 9 test windows over 2 ranks: a padding sampler would score one window twice.
     single = _test_scores(tmp_path, store, "one", {"devices": 1})
@@ -133,6 +134,7 @@ def test_ddp_spawn_two_processes_gives_the_single_process_metrics(tmp_path, stor
 
 
 @pytest.mark.slow
+@pytest.mark.multiprocess
 def test_real_ddp_through_the_cli(tmp_path, store):
     cfg = write_config(tmp_path / "c.yaml", store, trainer={"devices": 2, "strategy": "ddp"})
     cmd = [sys.executable, "-m", "nowcast_pl", "fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"),

@@ -29,7 +29,7 @@ from tests.scaleout_cases import (
     one_torch_thread,  # noqa: F401
 )
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.multiprocess, pytest.mark.usefixtures("one_torch_thread")]
 CASES = case_params(SIMVP, TOY_DIFFUSION)
 
 

@@ -17,6 +17,7 @@ from tests.scaleout_cases import (
     start_fit,
 )
 
+pytestmark = pytest.mark.multiprocess  # the straight fit runs beside the killed ones
 MAX_EPOCHS = 2
 STEPS = MAX_EPOCHS * 7  # 15 training windows, batches of 2
 STEP_SECONDS = 0.1  # SlowSteps: long enough for kills to land between and inside checkpoint writes

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import zarr
 
 from nowcast_pl.data.store import RadarStore
@@ -99,6 +100,7 @@ def _assert_same_store(got: Path, want: Path) -> None:
     assert report["summary"]["store_frames"] == clean["summary"]["store_frames"]
 
 
+@pytest.mark.timing
 def test_killed_conversions_resume_to_the_clean_store(tmp_path):
     clean, killed = tmp_path / "clean.zarr", tmp_path / "killed.zarr"
     appeared, total = _clean(clean)

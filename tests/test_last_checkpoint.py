@@ -205,7 +205,8 @@ def test_save_last_of_the_top_k_checkpoint_is_a_clear_error(tmp_path, store, cap
     assert "--checkpoint.save_last" in error and "--checkpoint_every_n_minutes" in error
 
 
-@pytest.mark.parametrize(("signum", "ranks"), [(signal.SIGTERM, 1), (signal.SIGINT, 1), (signal.SIGTERM, 2)],
+@pytest.mark.parametrize(("signum", "ranks"), [(signal.SIGTERM, 1), (signal.SIGINT, 1),
+                                               pytest.param(signal.SIGTERM, 2, marks=pytest.mark.multiprocess)],
                          ids=["SIGTERM", "SIGINT", "SIGTERM-ddp"])
 def test_signal_checkpoints_the_step_reached_and_fails_the_fit(tmp_path, signum, ranks):
     progress = tmp_path / "step"

@@ -22,7 +22,7 @@ from tests.scaleout_cases import (
 )
 from tests.slurm_cluster import local_slurm_cluster, missing_requirements
 
-pytestmark = [pytest.mark.slurm, pytest.mark.skipif(missing_requirements() is not None,
+pytestmark = [pytest.mark.slurm, pytest.mark.multiprocess, pytest.mark.skipif(missing_requirements() is not None,
                                                     reason=str(missing_requirements()))]
 TEMPLATE = REPO / "configs" / "slurm" / "single_node.sbatch"
 MAX_EPOCHS = 3
