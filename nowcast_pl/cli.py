@@ -17,7 +17,7 @@ the first submission of a job and every requeue. ``last`` and ``auto`` are resol
 runs; ``test``/``validate``/``predict`` with nothing to load, and ``fit`` without ``--ckpt_path`` in a run that
 has checkpoints (unless ``--restart true``), are errors (see :mod:`nowcast_pl.resume`). A resumed run logs to
 the same TensorBoard folder and drops events the interrupted run wrote after its checkpoint (``purge_step``); a
-fresh start drops any events left in the folder by a run that died before its first checkpoint.
+fresh start moves the events of a run that died before its first checkpoint to ``replaced-<UTC time>/``.
 
 A checkpoint file is read with the safe loader and checked against the configured model before use: another
 model class, or weights that do not fit the configured architecture, are one-line errors; only a checkpoint
@@ -54,7 +54,9 @@ from nowcast_pl.resume import (
     checkpoint_global_step,
     refuse_silent_restart,
     resolve_ckpt_path,
+    set_aside_events_without_checkpoint,
     start_over,
+    wait_until_new_events_sort_last,
 )
 from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.trainer_counts import integers_before_floats
@@ -117,6 +119,8 @@ class NowcastCLI(LightningCLI):
         # The file is handed to the trainer; config.yaml keeps ``last``/``auto`` for the next invocation.
         self.ckpt_file = path = resolve_ckpt_path(config.ckpt_path, subcommand, run_dir, checkpoint_dir)
         self.checkpoint = None
+        if subcommand == "fit" and path is None and rank_zero_only.rank == 0:
+            set_aside_events_without_checkpoint(run_dir)
         if path is None or path in LIGHTNING_CKPT_NAMES:
             return
         self.checkpoint = read_checkpoint(path)
@@ -155,10 +159,11 @@ class NowcastCLI(LightningCLI):
         """Check the resumed checkpoint and make TensorBoard continue where it was written."""
         path = self._checked_ckpt_file()
         logger = self.trainer.logger
-        if isinstance(logger, TensorBoardLogger) and logger._experiment is None and path not in LIGHTNING_CKPT_NAMES:
-            # Events at or after the resumed step (from step 0 on a fresh start, e.g. after a run that died before
-            # its first checkpoint), logged by an interrupted run, are dropped by TensorBoard: no step twice.
-            logger._kwargs["purge_step"] = checkpoint_global_step(path) if path else 0
+        resumed = path is not None and path not in LIGHTNING_CKPT_NAMES
+        if isinstance(logger, TensorBoardLogger) and logger._experiment is None and resumed:
+            # Events at or after the resumed step, logged by an interrupted run, are dropped by TensorBoard.
+            logger._kwargs["purge_step"] = checkpoint_global_step(path)
+            wait_until_new_events_sort_last(logger.log_dir)
 
     def before_validate(self) -> None:
         self._checked_ckpt_file()

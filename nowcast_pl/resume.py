@@ -10,7 +10,8 @@ With nothing to resume, ``fit`` starts from scratch and says so in one line (the
 ``test``, ``validate`` and ``predict`` refuse, naming the run folder and what it holds (a mistyped run name
 would otherwise score random weights). ``fit`` without ``--ckpt_path`` in a run folder that already has
 checkpoints refuses too; ``--restart true`` moves the run's checkpoints and TensorBoard events into
-``<run>/replaced-<UTC time>/`` first, where neither ``last`` nor ``auto`` looks.
+``<run>/replaced-<UTC time>/`` first, where neither ``last`` nor ``auto`` looks. A fresh start in a run folder
+whose earlier run died before its first checkpoint moves that run's events there too.
 """
 
 from __future__ import annotations
@@ -109,6 +110,32 @@ def start_over(run_dir: Path, checkpoint_dir: Path) -> Path | None:
     """
     run_dir, checkpoint_dir = Path(run_dir), Path(checkpoint_dir)
     files = existing_checkpoints(run_dir, checkpoint_dir) + sorted(run_dir.glob("events.out.tfevents.*"))
+    aside = move_aside(run_dir, files)
+    if aside is not None:
+        log.warning("--restart: moved %d checkpoint and TensorBoard files of %s to %s", len(files), run_dir, aside)
+    return aside
+
+
+def set_aside_events_without_checkpoint(run_dir: Path) -> Path | None:
+    """Move the TensorBoard events of a run that died before its first checkpoint into ``<run>/replaced-<UTC>/``.
+
+    A fresh start writes its steps from 0 again; left in place, the dead run's events would show every step
+    twice (TensorBoard orders event files by name, which does not separate two runs started in one second).
+
+    Returns:
+        The folder they were moved to, or None when there were none.
+    """
+    files = sorted(Path(run_dir).glob("events.out.tfevents.*"))
+    aside = move_aside(Path(run_dir), files)
+    if aside is not None:
+        log.warning("training from scratch: moved the TensorBoard events of the earlier run (it left no checkpoint) "
+                    "to %s", aside)
+    return aside
+
+
+def move_aside(run_dir: Path, files: list[Path]) -> Path | None:
+    """Move ``files`` (keeping their paths below ``run_dir``) into ``<run>/replaced-<UTC time>/``; nothing is
+    deleted, and neither ``last`` nor ``auto`` looks there."""
     if not files:
         return None
     aside = run_dir / f"replaced-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
@@ -116,8 +143,21 @@ def start_over(run_dir: Path, checkpoint_dir: Path) -> Path | None:
         target = aside / path.relative_to(run_dir) if path.is_relative_to(run_dir) else aside / path.name
         target.parent.mkdir(parents=True, exist_ok=True)
         path.rename(target)
-    log.warning("--restart: moved %d checkpoint and TensorBoard files of %s to %s", len(files), run_dir, aside)
     return aside
+
+
+def wait_until_new_events_sort_last(run_dir: Path) -> None:
+    """Wait (at most one second) until an events file opened now sorts after the run folder's existing ones.
+
+    TensorBoard reads a folder's event files in name order, and a name starts with the second it was opened
+    (``events.out.tfevents.<seconds>.<host>.<pid>.<n>``). A resume's purge marker only drops the interrupted
+    run's later steps if its file is read after theirs, which two files opened in the same second do not
+    guarantee.
+    """
+    seconds = [int(p.name.split(".")[3]) for p in Path(run_dir).glob("events.out.tfevents.*")
+               if p.name.split(".")[3].isdigit()]
+    if seconds:
+        time.sleep(max(0.0, max(seconds) + 1 - time.time()))
 
 
 def checkpoint_global_step(path: str | Path) -> int:

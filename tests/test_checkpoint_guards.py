@@ -217,8 +217,10 @@ def test_fresh_start_after_a_run_that_died_before_its_first_checkpoint_logs_ever
     run = tmp_path / "runs" / "r"
     build_cli(["fit", *common, "--trainer.max_steps", "3"])
     shutil.rmtree(run / "checkpoints")  # it logged steps 0-2 and died before writing a checkpoint
+    died = sorted(p.name for p in run.glob("events.out.tfevents.*"))
     build_cli(["fit", *common, "--ckpt_path", "auto"])  # the requeued job starts from scratch
     assert logged_steps(run, "train/loss") == list(range(7))
+    assert sorted(p.name for p in run.glob("replaced-*/events.out.tfevents.*")) == died != []
 
 
 def logged_steps(run_dir, tag: str) -> list[int]:

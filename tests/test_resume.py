@@ -1,6 +1,8 @@
 """Exact resume in the middle of an epoch: a fit preempted by SLURM's requeue signal and resumed with the same
 command line (``--ckpt_path auto``) ends where an uninterrupted fit ends, batch for batch and noise for noise."""
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ import torch
 from nowcast_pl.callbacks.preemption import PreemptionCheckpoint, slurm_job_id
 from nowcast_pl.cli import build_cli
 from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
-from nowcast_pl.resume import newest_checkpoint
+from nowcast_pl.resume import newest_checkpoint, wait_until_new_events_sort_last
 from tests.scaleout_cases import (
     SIMVP,
     TOY_DIFFUSION,
@@ -105,3 +107,10 @@ def test_loader_position_covers_every_window_once_across_ranks(workers):
         after = [int(i) for b in resumed for i in b]
         assert before[rank] + after == full[rank]
         assert resumed.state_dict() == {"epoch": 2, "batches": 0, "world_size": 2}
+
+
+def test_a_resumed_events_file_sorts_after_the_interrupted_runs_file(tmp_path):
+    opened = int(time.time())
+    (tmp_path / f"events.out.tfevents.{opened:010d}.host.99.9").write_bytes(b"")
+    wait_until_new_events_sort_last(tmp_path)
+    assert f"{int(time.time()):010d}" > f"{opened:010d}"
