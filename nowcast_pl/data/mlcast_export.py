@@ -30,8 +30,15 @@ from zarr.codecs import ZstdCodec
 
 from nowcast_pl.data.forecast_store import open_forecast
 from nowcast_pl.data.georef import model_grid
-from nowcast_pl.data.mlcast import ENCODING_ATTRIBUTE, MlcastAttributes, MlcastForm, crs_attrs, form_of, latlon, \
-    missing_times
+from nowcast_pl.data.mlcast import (
+    ENCODING_ATTRIBUTE,
+    MlcastAttributes,
+    MlcastForm,
+    crs_attrs,
+    form_of,
+    latlon,
+    missing_times,
+)
 from nowcast_pl.data.replace import replace_directory
 from nowcast_pl.data.schema import SCHEMA_VERSION, TIME_UNITS
 from nowcast_pl.data.store import RadarStore
@@ -142,8 +149,8 @@ def _radar_source(src: Path) -> _Source:
         raise ValueError(f"{src}: events '{first}' and '{second}' both have a frame at {times[same[0]]}; an mlcast "
                          "dataset holds one frame per time (export a store whose events do not overlap)")
     attrs = {key: store.attrs[key] for key in ("title", "source", "citation") if store.attrs.get(key)}
-    attrs["comment"] = f"exported from the nowcast_pl radar store {src.name} (licence stated there: " \
-                       f"{store.attrs['licence']})"
+    attrs["comment"] = (f"exported from the nowcast_pl radar store {src.name} (licence stated there: "
+                        f"{store.attrs['licence']})")
     if factor == 1.0:
         attrs[ENCODING_ATTRIBUTE] = json.dumps({"dtype": encoding.dtype, "scale_factor": encoding.scale_factor,
                                                 "add_offset": encoding.add_offset,
