@@ -96,9 +96,15 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
                         help="<country_code>-<entity>-<physical_variable>, e.g. FI-FMI-rainfall_flux")
     export.add_argument("--dataset-version", default="0.1.0", help="version of the dataset (default 0.1.0)")
     export.add_argument("--lead-minutes", type=int, default=None, help="forecast stores: the lead time to export")
-    export.add_argument("--member", default="0",
+    export.add_argument("--member", default=0, type=_member,
                         help="forecast stores: the ensemble member (0..N-1) or 'mean' (default 0)")
     export.add_argument("--overwrite", action="store_true", help="replace --dst if it is an mlcast dataset")
+
+
+def _member(text: str) -> int | str:
+    if text == "mean" or text.isdigit():
+        return text if text == "mean" else int(text)
+    raise argparse.ArgumentTypeError(f"--member must be 'mean' or a member number 0..N-1, got {text!r}")
 
 
 def export(args: argparse.Namespace) -> int:
@@ -107,8 +113,7 @@ def export(args: argparse.Namespace) -> int:
         attributes = MlcastAttributes(license=args.license, created_by=args.created_by,
                                       created_with=args.created_with, identifier=args.identifier,
                                       dataset_version=args.dataset_version)
-        member = args.member if args.member == "mean" else int(args.member)
-        summary = export_mlcast(args.store, args.dst, attributes, lead_minutes=args.lead_minutes, member=member,
+        summary = export_mlcast(args.store, args.dst, attributes, lead_minutes=args.lead_minutes, member=args.member,
                                 overwrite=args.overwrite)
     except ValueError as error:  # bad attributes or a store mlcast cannot hold: named in the message
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -10,7 +10,7 @@ import zarr
 from pyproj import CRS
 
 from data_prep.cli import main
-from nowcast_pl.data import RadarDataModule, RadarStore, RadarStoreWriter, Split, StoreMetadata
+from nowcast_pl.data import RadarDataModule, RadarStore, RadarStoreWriter, Split, StoreMetadata, mlcast_export
 from nowcast_pl.data.forecast_store import (
     create_forecast_store,
     finish_forecast_store,
@@ -202,3 +202,30 @@ def test_missing_times_are_the_gaps_on_the_smallest_step():
     with pytest.raises(ValueError, match="time 2020-01-01T00:12:00 is not on the regular step of 300 s"):
         missing_times(np.append(times[:2], np.datetime64("2020-01-01T00:12", "s")))
 
+
+
+def test_export_killed_midway_leaves_the_previous_dataset(tmp_path, monkeypatch):
+    store = _georeferenced_store(tmp_path / "store.zarr", size=8)
+    out = tmp_path / "export.zarr"
+    attributes = MlcastAttributes(**ATTRIBUTES)
+    monkeypatch.setattr(mlcast_export, "BATCH_FRAMES", 2)
+    export_mlcast(store, out, attributes)
+    before = xr.open_zarr(out).load()
+    calls = []
+
+    def read_raw_then_die(self, start, stop):
+        calls.append(start)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return original_read_raw(self, start, stop)
+
+    original_read_raw = RadarStore.read_raw
+    monkeypatch.setattr(RadarStore, "read_raw", read_raw_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        export_mlcast(store, out, attributes, overwrite=True)
+    assert (tmp_path / "export.zarr.partial").is_dir()
+    xr.testing.assert_identical(xr.open_zarr(out).load(), before)
+    monkeypatch.setattr(RadarStore, "read_raw", original_read_raw)
+    export_mlcast(store, out, attributes, overwrite=True)
+    assert not (tmp_path / "export.zarr.partial").exists()
+    np.testing.assert_array_equal(xr.open_zarr(out)["dbz"].values, before["dbz"].values)
