@@ -25,7 +25,7 @@ from nowcast_pl.data.mlcast import ENCODING_ATTRIBUTE, LENGTH_UNITS, STANDARD_NA
 from nowcast_pl.data.schema import FrameEncoding, StoreMetadata
 from nowcast_pl.data.units import REFERENCE_UNITS, quantity_of
 
-_DAY = np.timedelta64(1, "D")
+READ_FRAMES = 32
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,10 @@ def describe(ds: xr.Dataset, path: Path, variable: str | None) -> MlcastDataset:
         raise UsageError(f"{path}: coordinate 'time' is not strictly increasing ({times[i]} then {times[i + 1]} at "
                          f"index {i}); sort the dataset and drop repeated times: "
                          "ds.sortby('time').drop_duplicates('time')")
-    return MlcastDataset(name, quantity, factor, _projection(ds, name, path), y, x, times,
-                         int(steps.min()) if steps.size else 0)
+    if steps.size == 0:
+        raise UsageError(f"{path}: coordinate 'time' has {times.size} value(s); a radar store needs at least two "
+                         "times to know its time step")
+    return MlcastDataset(name, quantity, factor, _projection(ds, name, path), y, x, times, int(steps.min()))
 
 
 def _data_variable(ds: xr.Dataset, path: Path, variable: str | None) -> str:
@@ -148,7 +150,7 @@ def event_runs(times: np.ndarray, step: int) -> list[tuple[int, int]]:
         return []
     seconds = times.astype(np.int64)
     day = times.astype("datetime64[D]")
-    breaks = (day[1:] != day[:-1]) | (np.diff(seconds) % max(step, 1) != 0)
+    breaks = (day[1:] != day[:-1]) | (np.diff(seconds) % step != 0)
     starts = np.concatenate([[0], np.flatnonzero(breaks) + 1])
     ends = np.concatenate([starts[1:] - 1, [times.size - 1]])
     return list(zip(starts.tolist(), ends.tolist(), strict=True))
@@ -232,14 +234,18 @@ class MlcastConverter(Converter):
     def read_event(self, ref: EventRef, report: ConversionReport) -> EventData:
         info, first, last = self.info, int(ref.info["first"]), int(ref.info["last"])
         times = info.times[first:last + 1]
-        values = self.dataset[info.variable].isel(time=slice(first, last + 1)).values * info.factor
-        raw, n_clipped = encode_clipped(values, self.encoding)
+        step = np.timedelta64(info.step, "s")
+        slots = ((times - times[0]) // step).astype(np.int64)
+        frames = np.full((int(slots[-1]) + 1, info.y.size, info.x.size), self.encoding.fill_value,
+                         dtype=self.encoding.dtype)
+        n_clipped = 0
+        for start in range(0, times.size, READ_FRAMES):  # float frames a few at a time: memory ~ the raw event
+            stop = min(start + READ_FRAMES, times.size)
+            values = self.dataset[info.variable].isel(time=slice(first + start, first + stop)).values * info.factor
+            frames[slots[start:stop]], clipped = encode_clipped(values, self.encoding)
+            n_clipped += clipped
         if n_clipped:
             report.add(self.src, f"{n_clipped} values outside the encodable range were clipped", "note", ref.name)
-        step = np.timedelta64(max(info.step, 1), "s")
-        slots = ((times - times[0]) // step).astype(np.int64)
-        frames = np.full((int(slots[-1]) + 1, *raw.shape[1:]), self.encoding.fill_value, dtype=raw.dtype)
-        frames[slots] = raw
         valid = np.zeros(frames.shape[0], dtype=bool)
         valid[slots] = True
         return EventData(name=ref.name, times=times[0] + np.arange(frames.shape[0]) * step, frames=frames,
