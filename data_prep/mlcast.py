@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
@@ -221,7 +222,7 @@ class MlcastConverter(Converter):
             source=f"mlcast dataset {attrs.get('mlcast_dataset_identifier', self.src.name)}, "
                    f"{attrs.get('mlcast_created_with', '')}".rstrip(", "),
             licence=str(attrs.get("license", "not stated")), citation=str(attrs.get("citation", "not stated")),
-            time_step_seconds=info.step or 300, pixel_size_m=dx if dx is not None and dx == dy else None,
+            time_step_seconds=info.step, pixel_size_m=dx if dx and dy and math.isclose(dx, dy, rel_tol=1e-3) else None,
             projection=info.projection)
         return StoreSpec(frame_shape=(info.y.size, info.x.size), encoding=self.encoding, metadata=metadata,
                          coords={"y": info.y, "x": info.x})
