@@ -243,7 +243,8 @@ class MlcastConverter(Converter):
         for start in range(0, times.size, READ_FRAMES):  # float frames a few at a time: memory ~ the raw event
             stop = min(start + READ_FRAMES, times.size)
             values = self.dataset[info.variable].isel(time=slice(first + start, first + stop)).values * info.factor
-            frames[slots[start:stop]], clipped = encode_clipped(values, self.encoding)
+            raw, clipped = encode_clipped(values, self.encoding)
+            frames[slots[start:stop]] = raw
             n_clipped += clipped
         if n_clipped:
             report.add(self.src, f"{n_clipped} values outside the encodable range were clipped", "note", ref.name)
