@@ -148,3 +148,25 @@ def test_a_store_that_fails_the_checks_is_never_marked_complete(tmp_path):
     with pytest.raises(StoreValidationError, match="'time' must increase strictly"):
         writer.finalize()
     assert not zarr.open_group(str(path), mode="r").attrs["complete"]
+
+
+def test_an_event_commits_in_one_write_so_a_kill_never_splits_the_counts(tmp_path, monkeypatch):
+    path = tmp_path / "s.zarr"
+    writer = _writer(path)
+    writer.append_event("e0", event_times(0, 4), np.zeros((4, 8, 8), np.uint8))
+    original, root_writes = zarr.storage.LocalStore.set, []
+
+    async def dies_on_the_second_root_write(self, key, value):
+        if key == "zarr.json":
+            root_writes.append(key)
+            if len(root_writes) == 2:
+                raise OSError("killed")
+        return await original(self, key, value)
+
+    monkeypatch.setattr(zarr.storage.LocalStore, "set", dies_on_the_second_root_write)
+    with pytest.raises(OSError, match="killed"):
+        writer.append_event("e1", event_times(1, 4), np.ones((4, 8, 8), np.uint8))
+        writer.append_event("e2", event_times(2, 4), np.ones((4, 8, 8), np.uint8))  # its commit is cut
+    monkeypatch.undo()
+    attrs = zarr.open_group(str(path), mode="r", use_consolidated=False).attrs
+    assert (attrs["n_frames_committed"], attrs["n_events_committed"]) == (8, 2)

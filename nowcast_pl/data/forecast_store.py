@@ -55,8 +55,8 @@ def create_forecast_store(path: str | Path, *, init_times: np.ndarray, members: 
     """
     h, w = shape
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
-    group.attrs.update({"Conventions": CF_CONVENTIONS, **attrs, "complete": False,
-                        "history": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} nowcast predict"})
+    group.update_attributes({"Conventions": CF_CONVENTIONS, **attrs, "complete": False,
+                             "history": f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%dT%H:%M:%SZ} nowcast predict"})
     field_attrs = {"units": units, "long_name": f"{attrs.get('quantity', 'precipitation')} forecast"}
     if grid.georeferenced:
         _coordinate(group, "crs", np.array(0, dtype=np.int32), [], grid.cf_grid_mapping())

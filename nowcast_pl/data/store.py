@@ -195,8 +195,8 @@ class RadarStoreWriter:
             arr = group.create_array(dim, shape=values.shape, dtype="float64", fill_value=0.0,
                                      dimension_names=[dim], attributes={"units": "m"})
             arr[:] = values
-        group.attrs.update({**metadata.attrs(), "complete": False, "n_frames_committed": 0,
-                            "n_events_committed": 0})
+        group.update_attributes({**metadata.attrs(), "complete": False, "n_frames_committed": 0,
+                                 "n_events_committed": 0})
         return group
 
     def _resume(self, metadata: StoreMetadata) -> zarr.Group:
@@ -277,7 +277,9 @@ class RadarStoreWriter:
             arr = self.group[key]
             arr.resize((self.n_events + 1,))
             arr[self.n_events:] = value
-        self.group.attrs.update({"n_frames_committed": stop, "n_events_committed": self.n_events + 1})
+        # The commit: both counts in one write of zarr.json (``attrs.update`` would write once per key, and a
+        # kill between the writes would commit the frames of an event without the event).
+        self.group.update_attributes({"n_frames_committed": stop, "n_events_committed": self.n_events + 1})
         self._names.add(name)
 
     def _checked_frames(self, name: str, frames: np.ndarray, n_times: int) -> np.ndarray:
@@ -305,7 +307,7 @@ class RadarStoreWriter:
         consolidate(self.path)
         # Opened with its consolidated metadata, which the attribute update then writes back unchanged.
         group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
-        group.attrs.update({**extra_attrs, "complete": True})
+        group.update_attributes({**extra_attrs, "complete": True})
 
 
 class RadarStore:
