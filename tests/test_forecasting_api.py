@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import tracemalloc
 
 import lightning.pytorch as pl
 import numpy as np
@@ -47,6 +48,20 @@ def test_numpy_input_gives_members_leads_y_x_in_its_units_with_nan_outside_cover
     np.testing.assert_allclose(out[..., 3:], 30.0, atol=1e-4)  # a uniform field persists (resize 2x and back)
 
 
+def test_working_memory_is_the_input_and_result_plus_a_tile_batch():
+    precip = np.full((2, 300, 400), 30.0, np.float32)
+    for factor in (1.0, 2.0):
+        model = _persistence(factor=factor)
+        tracemalloc.start()
+        out = forecast(model, precip, tile_batch=4)
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        # the result, the prepared input, the model-grid result when resized, a few frames in flight, 1 MiB
+        frame = precip[0].nbytes
+        bound = out.nbytes + precip.nbytes / factor**2 + (out.nbytes / factor**2 if factor > 1 else 0) + 3 * frame
+        assert peak < bound + 2**20, (factor, peak, bound)
+
+
 def test_units_that_convert_are_converted_both_ways_and_others_refused():
     model = _persistence(units="mm h-1", value_range=(0.0, 10.0), factor=1.0)
     precip = np.full((2, 16, 16), 1e-6, np.float32)  # m/s = 3.6 mm/h
@@ -56,6 +71,11 @@ def test_units_that_convert_are_converted_both_ways_and_others_refused():
         forecast(model, precip, metadata={"unit": "dBZ"})
     with pytest.raises(ValueError, match="precip is transformed \\(metadata transform='dB'\\)"):
         forecast(model, precip, metadata={"unit": "mm/h", "transform": "dB"})
+    dbz = _persistence(factor=1.0)
+    np.testing.assert_allclose(forecast(dbz, np.full((2, 8, 8), 30.0), metadata={"unit": "dBZ", "transform": "dB"}),
+                               30.0, atol=1e-4)  # pysteps' decibel reflectivity
+    with pytest.raises(ValueError, match="unit='dBZ' with transform=None is linear reflectivity Z in pysteps"):
+        forecast(dbz, precip, metadata={"unit": "dBZ", "transform": None})
 
 
 def test_bad_calls_are_one_line_errors():

@@ -35,7 +35,9 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
             (values agree up to float rounding; bit-identical for the same tile_batch and device).
         leads: lead times to return, 1 to the model's ``out_frames`` (default all).
         metadata: pysteps metadata of ``precip`` (``unit``, ``transform``); the units of a DataArray are its
-            ``units`` attribute. Without either, ``precip`` is taken to be in the model's units.
+            ``units`` attribute. Without either, ``precip`` is taken to be in the model's units. As in pysteps,
+            reflectivity in decibels is ``unit="dBZ", transform="dB"`` (a missing ``transform`` is read so too);
+            ``transform=None`` with ``dBZ`` would be linear Z and is refused, as are other transforms.
         tile_batch: tiles (of all members) forecast together; bounds memory.
         overlap: pixels shared by neighbouring tiles (default a quarter of the tile).
         tile_size, resize_factor: the model's frame size and the store pixels per model pixel, for a model
@@ -62,20 +64,43 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
         raise ValueError(f"{type(model).__name__} draws its randomness outside randn_like_rows, so tiles cannot "
                          "share one noise field; forecast it with its own code")
     scale = _unit_scale(units, prep.units)
-    model_frames = prep.prepare(frames * scale)
+    model_frames = np.empty((len(frames), *prep.model_grid(frames.shape[-2:])), dtype=np.float32)
+    for index, frame in enumerate(frames):  # a frame at a time: no temporaries of the whole input
+        model_frames[index] = prep.prepare(frame[None] * scale)[0]
     overlap = prep.tile[0] // 4 if overlap is None else overlap
     layout = plan_tiles(model_frames.shape[-2:], prep.tile, overlap=overlap, multiple=_frame_multiple(model))
     computed = model.effective_members(members)
     with _sampler_settings(model, sampler_settings), torch.no_grad():
         result = forecast_tiles(model, model_frames, layout, members=computed, seed=seed, leads=leads,
                                 tile_batch=tile_batch)
-    outside = np.isnan(frames).all(axis=0)
+    output = _to_input_grid(result, prep, frames, members, scale)
+    return output if coords is None else _as_data_array(output, precip, prep, units)
+
+
+def _to_input_grid(result: np.ndarray, prep: FramePreparation, frames: np.ndarray, members: int,
+                   scale: float) -> np.ndarray:
+    """(computed members, leads, h, w) in [0, 1] → (members, leads, H, W) in the input's units, NaN where every
+    input frame is NaN. On the model's own grid the result is converted in place; otherwise a lead at a time,
+    so the only domain-size arrays are the result and the output."""
+    outside = np.ones(frames.shape[-2:], dtype=bool)
+    for frame in frames:
+        outside &= np.isnan(frame)
+    computed, leads = result.shape[:2]
+    if computed == members and result.shape[-2:] == frames.shape[-2:]:
+        lo, hi = prep.value_range
+        for member_leads in result:
+            for field in member_leads:
+                field *= (hi - lo) / scale
+                field += lo / scale
+                field[outside] = np.nan
+        return result
     output = np.empty((members, leads, *frames.shape[-2:]), dtype=np.float32)
     for member in range(computed):
-        output[member] = prep.restore(result[member], frames.shape[-2:]) / scale
-        output[member][:, outside] = np.nan
-    output[computed:] = output[0]
-    return output if coords is None else _as_data_array(output, precip, prep, units)
+        for lead in range(leads):
+            output[member, lead] = prep.restore(result[member, lead:lead + 1], frames.shape[-2:])[0] / scale
+            output[member, lead][outside] = np.nan
+    output[computed:] = output[:1]
+    return output
 
 
 def forecast_tiles(model: NowcastTask, frames: np.ndarray, layout: TileLayout, *, members: int, seed: int,
@@ -122,17 +147,28 @@ def _unpack(precip: Any, metadata: dict[str, Any] | None) -> tuple[np.ndarray, s
             raise ValueError(f"precip: a DataArray needs dims (time, y, x), got {tuple(precip.dims)}")
         coords = precip.coords
         metadata.setdefault("unit", precip.attrs.get("units"))
-        metadata.setdefault("transform", precip.attrs.get("transform"))
+        if "transform" in precip.attrs:
+            metadata.setdefault("transform", precip.attrs["transform"])
     values = np.asarray(precip.values if coords is not None else precip, dtype=np.float32)
     if values.ndim != 3:
         raise ValueError(f"precip must be (t, y, x) frames, oldest first; got shape {values.shape}")
-    if metadata.get("transform") is not None:
-        raise ValueError(f"precip is transformed (metadata transform={metadata['transform']!r}); give it "
-                         "untransformed, e.g. with pysteps.utils.transformation's inverse=True")
     units = metadata.get("unit")
     if units is not None:
-        parse_units(units)
+        _check_transform(units, metadata)
     return values, units, coords
+
+
+def _check_transform(units: str, metadata: dict[str, Any]) -> None:
+    """Accept pysteps' decibel reflectivity (dBZ, transform dB) and untransformed rain; refuse the rest."""
+    parse_units(units)
+    decibels = same_units(units, "dBZ")
+    transform = metadata.get("transform", "dB" if decibels else None)
+    if decibels and transform != "dB":
+        raise ValueError(f"precip metadata unit='dBZ' with transform={transform!r} is linear reflectivity Z in "
+                         "pysteps; give decibels (10 log10 Z) with transform='dB'")
+    if not decibels and transform is not None:
+        raise ValueError(f"precip is transformed (metadata transform={transform!r}); give it untransformed, e.g. "
+                         "with pysteps.utils.transformation's inverse=True")
 
 
 def _unit_scale(units: str | None, model_units: str) -> float:
