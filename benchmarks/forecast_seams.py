@@ -67,8 +67,7 @@ def seams(name: str, size: int, tile: int, members: int, steps: int, tile_batch:
     frames = (composite(size, size, 5) + 10) / 70
     rows = []
     for overlap in (tile // 4, 0):
-        layout = plan_tiles((size, size), (tile, tile), overlap=overlap,
-                            multiple=getattr(model.net, "frame_multiple", 1))
+        layout = plan_tiles((size, size), (tile, tile), overlap=overlap, multiple=model.noise_stride)
         start = time.perf_counter()
         with torch.no_grad():
             result = forecast_tiles(model, frames, layout, members=members, seed=0, leads=10, tile_batch=tile_batch)

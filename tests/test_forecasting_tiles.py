@@ -34,7 +34,7 @@ class NoiseEcho(NowcastTask):
         return 0.5 + 0.1 * z.repeat_interleave(self.stride, -2).repeat_interleave(self.stride, -1)
 
 
-def test_layout_covers_the_domain_with_overlapping_tiles_on_the_frame_multiple():
+def test_layout_covers_the_domain_with_overlapping_tiles_on_the_noise_stride():
     layout = plan_tiles((70, 33), (16, 16), overlap=5, multiple=4)
     assert layout.origins_y == (0, 8, 16, 24, 32, 40, 48, 56) and layout.padded == (72, 40)
     assert layout.origins_x == (0, 8, 16, 24) and len(layout) == 32
@@ -42,7 +42,7 @@ def test_layout_covers_the_domain_with_overlapping_tiles_on_the_frame_multiple()
     assert small.origins_y == (0,) and small.origins_x == (0,) and small.padded == (16, 16)
     with pytest.raises(ValueError, match="overlap must be in"):
         plan_tiles((40, 40), (16, 16), overlap=16)
-    with pytest.raises(ValueError, match="not a multiple of the model's frame multiple 8"):
+    with pytest.raises(ValueError, match="not a multiple of the model's noise stride 8"):
         plan_tiles((40, 40), (12, 12), overlap=4, multiple=8)
 
 
@@ -137,3 +137,19 @@ def test_deterministic_models_forecast_through_the_same_tiles():
     result = forecast_tiles(model, frames, plan_tiles((37, 29), (16, 16), overlap=4), members=1, seed=0, leads=3,
                             tile_batch=4)
     np.testing.assert_allclose(result[0], np.broadcast_to(frames[-1], (3, 37, 29)), atol=1e-6)
+
+
+def test_a_latent_model_forecasts_in_tiles_on_its_latent_noise_grid():
+    from nowcast_pl.models.stldm import STLDMTask
+
+    torch.manual_seed(0)
+    model = STLDMTask(in_frames=2, out_frames=2, latent_channels=4, translator_width=16, translator_depth=2,
+                      unet_base=8, unet_mults=(1, 2), patch_size=2, groups=4, heads=2, dim_head=4, sampling_steps=2,
+                      thresholds=[0.3], protocol="stldm").eval()
+    stride = model.noise_stride
+    layout = plan_tiles((24, 24), (16, 16), overlap=6, multiple=stride)
+    assert stride == 4 and layout.origins_y == (0, 8)  # step 10 rounded down to the latent stride
+    frames = np.random.default_rng(0).uniform(0, 1, (2, 24, 24)).astype(np.float32)
+    with torch.no_grad():
+        result = forecast_tiles(model, frames, layout, members=2, seed=0, leads=2, tile_batch=8)
+    assert result.shape == (2, 2, 24, 24) and np.abs(result[0] - result[1]).mean() > 1e-3

@@ -68,7 +68,7 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
     for index, frame in enumerate(frames):  # a frame at a time: no temporaries of the whole input
         model_frames[index] = prep.prepare(frame[None] * scale)[0]
     overlap = prep.tile[0] // 4 if overlap is None else overlap
-    layout = plan_tiles(model_frames.shape[-2:], prep.tile, overlap=overlap, multiple=_frame_multiple(model))
+    layout = plan_tiles(model_frames.shape[-2:], prep.tile, overlap=overlap, multiple=model.noise_stride)
     computed = model.effective_members(members)
     with _sampler_settings(model, sampler_settings), torch.no_grad():
         result = forecast_tiles(model, model_frames, layout, members=computed, seed=seed, leads=leads,
@@ -212,11 +212,6 @@ def _check_leads(leads: int | None, out_frames: int) -> int:
     if not 1 <= leads <= out_frames:
         raise ValueError(f"leads must be in [1, {out_frames}] (the model's out_frames), got {leads}")
     return int(leads)
-
-
-def _frame_multiple(model: NowcastTask) -> int:
-    """Tile origins are multiples of this: the network's total downsampling (1 when it has none)."""
-    return int(getattr(getattr(model, "net", None), "frame_multiple", 1))
 
 
 @contextlib.contextmanager

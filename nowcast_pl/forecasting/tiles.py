@@ -1,8 +1,8 @@
 """Overlapping tiles over a domain of any size, and the smooth weights that blend them.
 
 A domain of ``H x W`` pixels is covered by tiles of the model's frame size ``h x w`` whose origins lie on a
-regular grid of step ``h - overlap`` (rounded down to a multiple of the model's ``frame_multiple``, so that a
-latent model's tiles share one latent grid). The last tile may reach past the domain: the domain is padded to
+regular grid of step ``h - overlap`` (rounded down to a multiple of the model's ``noise_stride``, so that a
+latent model's tiles share one latent noise grid). The last tile may reach past the domain: the domain is padded to
 ``padded`` (bottom and right, with zeros, the value of missing pixels in the data module) and cropped back.
 A domain smaller than a tile is one padded tile.
 
@@ -62,8 +62,8 @@ def plan_tiles(domain: tuple[int, int], tile: tuple[int, int], *, overlap: int |
         domain: (H, W) of the grid to forecast, any size >= 1.
         tile: (h, w) the model's frame size, multiples of ``multiple``.
         overlap: pixels shared by neighbouring tiles (one int for both axes), in [0, tile).
-        multiple: tile origins are multiples of this (the model's total downsampling, e.g. STLDM's VAE factor
-            times its patch size), so every tile sees the same latent grid.
+        multiple: tile origins are multiples of this (the model's ``noise_stride``, e.g. STLDM's VAE factor),
+            so every tile reads the same latent noise grid.
 
     Raises:
         ValueError: naming the argument, for a tile that is not a multiple of ``multiple`` or an overlap
@@ -79,7 +79,7 @@ def plan_tiles(domain: tuple[int, int], tile: tuple[int, int], *, overlap: int |
 
 def _plan_axis(size: int, tile: int, overlap: int, multiple: int, name: str) -> tuple[int, tuple[int, ...]]:
     if tile % multiple:
-        raise ValueError(f"tile {name} {tile} is not a multiple of the model's frame multiple {multiple}")
+        raise ValueError(f"tile {name} {tile} is not a multiple of the model's noise stride {multiple}")
     if not 0 <= overlap < tile:
         raise ValueError(f"tile overlap must be in [0, tile {name} {tile}), got {overlap}")
     if size <= tile:

@@ -212,6 +212,12 @@ class NowcastTask(pl.LightningModule):
             chunks.append(self.forecast_rows(rows, generators).unflatten(0, (batch, len(chunk))))
         return torch.cat(chunks, dim=1).clamp(0.0, 1.0)
 
+    @property
+    def noise_stride(self) -> int:
+        """Frame pixels per pixel of the noise a stochastic forecast draws (1; a latent model's downsampling).
+        Tiles of a tiled forecast start on multiples of it, so they share one noise grid."""
+        return 1
+
     def effective_members(self, members: int) -> int:
         """Members worth computing: ``members`` for stochastic models, 1 for deterministic ones."""
         return members if self.stochastic else 1
