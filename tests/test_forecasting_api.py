@@ -14,6 +14,7 @@ import nowcast_pl
 from nowcast_pl.data import RadarDataModule
 from nowcast_pl.data.preparation import FramePreparation
 from nowcast_pl.forecasting import forecast, load_forecaster
+from nowcast_pl.forecasting.loading import recorded_preparation
 from nowcast_pl.models.baselines import PersistenceTask
 from nowcast_pl.models.simvp import SimVPTask
 from tests.store_factory import write_moving_store
@@ -42,7 +43,9 @@ def test_numpy_input_gives_members_leads_y_x_in_its_units_with_nan_outside_cover
     precip = np.full((4, 30, 22), 30.0, np.float32)
     precip[:, :, :2] = np.nan  # no data in any frame: NaN out
     precip[:2, 5, 5] = np.nan  # no data in some frames only: forecast
-    out = forecast(_persistence(), precip, members=3, leads=2)
+    model = _persistence().train()
+    out = forecast(model, precip, members=3, leads=2)
+    assert model.training  # forecast runs in eval mode and gives the mode back
     assert out.shape == (3, 2, 30, 22) and out.dtype == np.float32
     assert np.isnan(out[..., :2]).all() and not np.isnan(out[..., 2:]).any()
     np.testing.assert_allclose(out[..., 3:], 30.0, atol=1e-4)  # a uniform field persists (resize 2x and back)
@@ -151,6 +154,16 @@ def test_load_forecaster_reads_the_recipe_a_fit_recorded(tmp_path):
     assert forecast(loaded, precip).shape == (1, 2, 24, 40)
     with pytest.raises(ValueError, match="without checkpoints/last.ckpt"):
         load_forecaster(tmp_path)
+
+
+def test_a_checkpoint_without_a_recipe_gets_it_from_its_data_settings_and_store(tmp_path):
+    store = write_moving_store(tmp_path / "s.zarr", n_events=1, frames=6, size=16)
+    model = _persistence()
+    checkpoint = {"datamodule_hyper_parameters": {"store": str(store), "frame_size": 8, "resize_method": "area"}}
+    recipe = recorded_preparation(checkpoint, model)
+    assert recipe.factor == (2.0, 2.0) and recipe.tile == (8, 8) and recipe.resize_method == "area"
+    checkpoint["datamodule_hyper_parameters"]["store"] = str(tmp_path / "moved.zarr")
+    assert recorded_preparation(checkpoint, model) is None
 
 
 def test_package_exports_forecast_lazily():

@@ -70,7 +70,7 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
     overlap = prep.tile[0] // 4 if overlap is None else overlap
     layout = plan_tiles(model_frames.shape[-2:], prep.tile, overlap=overlap, multiple=model.noise_stride)
     computed = model.effective_members(members)
-    with _sampler_settings(model, sampler_settings), torch.no_grad():
+    with _sampler_settings(model, sampler_settings), _eval_mode(model), torch.no_grad():
         result = forecast_tiles(model, model_frames, layout, members=computed, seed=seed, leads=leads,
                                 tile_batch=tile_batch)
     output = _to_input_grid(result, prep, frames, members, scale)
@@ -212,6 +212,17 @@ def _check_leads(leads: int | None, out_frames: int) -> int:
     if not 1 <= leads <= out_frames:
         raise ValueError(f"leads must be in [1, {out_frames}] (the model's out_frames), got {leads}")
     return int(leads)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: NowcastTask) -> Iterator[None]:
+    """Forecast in eval mode (dropout off, BatchNorm statistics fixed); the model's mode comes back afterwards."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
 
 
 @contextlib.contextmanager
