@@ -171,3 +171,12 @@ def test_epoch_keyed_sampler_resumes_with_the_same_keys(store):
     resumed = ResumableSampler(dataset, num_replicas=1, rank=0, seed=0, keyed_by_epoch=True)
     resumed.resume(3, 4)
     assert list(resumed) == keys[4:] and {epoch for epoch, _ in keys} == {3}
+
+
+def test_the_recipe_prepares_new_frames_as_the_data_module_prepared_training_frames(store):
+    dm = _module(store, frame_size=8, resize_method="area")
+    dm.setup("test")
+    raw = RadarStore(store)
+    physical = raw.encoding.decode(raw.read_raw(0, 3))
+    prepared = dm.frame_preparation().prepare(physical)
+    np.testing.assert_allclose(prepared, dm.datasets["test"][0]["inputs"][:, 0].numpy(), atol=1e-6)

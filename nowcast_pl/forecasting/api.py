@@ -67,7 +67,7 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
     model_frames = np.empty((len(frames), *prep.model_grid(frames.shape[-2:])), dtype=np.float32)
     for index, frame in enumerate(frames):  # a frame at a time: no temporaries of the whole input
         model_frames[index] = prep.prepare(frame[None] * scale)[0]
-    overlap = prep.tile[0] // 4 if overlap is None else overlap
+    overlap = (prep.tile[0] // 4, prep.tile[1] // 4) if overlap is None else overlap
     layout = plan_tiles(model_frames.shape[-2:], prep.tile, overlap=overlap, multiple=model.noise_stride)
     computed = model.effective_members(members)
     with _sampler_settings(model, sampler_settings), _eval_mode(model), torch.no_grad():
