@@ -155,7 +155,7 @@ def test_checkpoint_state_records_the_frame_recipe(store):
     dm = _module(store, frame_size=8, resize_method="area", crop_size=4)
     recipe = dm.state_dict()["frame_preparation"]
     assert recipe == {"value_range": [-10.0, 60.0], "units": "dBZ", "time_step_minutes": 5.0, "tile": [4, 4],
-                      "factor": [2.0, 2.0], "resize_method": "area", "antialias": False}
+                      "factor": [2.0, 2.0], "resize_method": "area", "antialias": False, "pixel_size_m": 1000.0}
     assert _module(store, frame_size=21, resize_method="pad").frame_preparation().factor == (1.0, 1.0)
 
 

@@ -1,5 +1,6 @@
 """The Python API: ``load_forecaster`` and ``forecast`` on NumPy arrays and DataArrays, in pysteps' conventions."""
 
+import dataclasses
 import subprocess
 import sys
 import tracemalloc
@@ -63,6 +64,17 @@ def test_working_memory_is_the_input_and_result_plus_a_tile_batch():
         frame = precip[0].nbytes
         bound = out.nbytes + precip.nbytes / factor**2 + (out.nbytes / factor**2 if factor > 1 else 0) + 3 * frame
         assert peak < bound + 2**20, (factor, peak, bound)
+
+
+def test_an_input_of_another_grid_spacing_is_resized_to_the_model_pixel():
+    model = _persistence(factor=2.0)  # a 1 km store at factor 2: 2 km model pixels
+    model.frame_preparation = dataclasses.replace(model.frame_preparation, pixel_size_m=1000.0)
+    precip = np.random.default_rng(0).uniform(0, 50, (2, 16, 16)).astype(np.float32)
+    at_2km = {"unit": "dBZ", "transform": "dB", "xpixelsize": 2.0, "cartesian_unit": "km"}
+    np.testing.assert_allclose(forecast(model, precip, metadata=at_2km)[0, 0], precip[-1], atol=1e-4)  # factor 1
+    at_1km = forecast(model, precip, metadata=at_2km | {"xpixelsize": 1000.0, "cartesian_unit": "m"})
+    assert np.abs(at_1km[0, 0] - precip[-1]).mean() > 1.0  # factor 2: averaged and interpolated back
+    np.testing.assert_array_equal(at_1km, forecast(model, precip))  # the recorded factor when spacing is unknown
 
 
 def test_units_that_convert_are_converted_both_ways_and_others_refused():

@@ -219,7 +219,8 @@ class RadarDataModule(pl.LightningDataModule):
         """How model frames are made from the store's frames (the recipe ``nowcast forecast`` applies to new grids)."""
         return FramePreparation.of_data_module(
             self.store.frame_shape, self.frame_size, self.resize_method, self.antialias, crop=self.crop_size,
-            value_range=self.value_range, units=self.units, time_step_minutes=self.time_step_minutes)
+            value_range=self.value_range, units=self.units, time_step_minutes=self.time_step_minutes,
+            pixel_size_m=self.store.attrs.get("pixel_size_m"))
 
     def state_dict(self) -> dict[str, dict]:
         """What a checkpoint records of the data: the frame recipe (:meth:`frame_preparation`)."""

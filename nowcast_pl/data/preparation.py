@@ -11,6 +11,7 @@ becomes 175 x 175), forecast in tiles of the model's frame size (``crop_size`` i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +37,7 @@ class FramePreparation:
         factor: (fy, fx) store pixels per model pixel (1 when the store's grid was kept or padded).
         resize_method: the data module's resize method (``area``, ``bilinear``, ``max``, ...).
         antialias: the data module's antialias flag.
+        pixel_size_m: the store's grid spacing in metres, None where the store does not state it.
     """
 
     value_range: tuple[float, float]
@@ -45,6 +47,7 @@ class FramePreparation:
     factor: tuple[float, float] = (1.0, 1.0)
     resize_method: str = "bilinear"
     antialias: bool = False
+    pixel_size_m: float | None = None
 
     def __post_init__(self) -> None:
         if self.resize_method not in RESIZE_METHODS:
@@ -55,7 +58,7 @@ class FramePreparation:
     @classmethod
     def of_data_module(cls, native: tuple[int, int], frame_size: tuple[int, int] | None, resize_method: str,
                        antialias: bool, *, crop: tuple[int, int] | None, value_range: tuple[float, float], units: str,
-                       time_step_minutes: float) -> FramePreparation:
+                       time_step_minutes: float, pixel_size_m: float | None = None) -> FramePreparation:
         """The recipe of a data module that resizes ``native`` store frames to ``frame_size`` (None: kept) and
         may crop ``crop`` windows from them."""
         size = tuple(frame_size or native)
@@ -65,7 +68,16 @@ class FramePreparation:
             factor = tuple(float(n) / float(s) for n, s in zip(native, size, strict=True))
         return cls(value_range=(float(value_range[0]), float(value_range[1])), units=units,
                    time_step_minutes=float(time_step_minutes), tile=tuple(crop or size), factor=factor,
-                   resize_method=resize_method, antialias=antialias)
+                   resize_method=resize_method, antialias=antialias,
+                   pixel_size_m=None if pixel_size_m is None else float(pixel_size_m))
+
+    def for_pixel_size(self, pixel_size_m: float | None) -> FramePreparation:
+        """The recipe for an input grid of ``pixel_size_m`` metres: resized so that a model pixel covers what
+        it covered in training (``pixel_size_m`` of the store x ``factor``); unchanged when either is unknown."""
+        if pixel_size_m is None or self.pixel_size_m is None:
+            return self
+        ratio = self.pixel_size_m / float(pixel_size_m)
+        return dataclasses.replace(self, factor=tuple(f * ratio for f in self.factor))
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (lists, floats, strings) for a checkpoint."""
@@ -77,7 +89,8 @@ class FramePreparation:
         return cls(value_range=tuple(map(float, record["value_range"])), units=str(record["units"]),
                    time_step_minutes=float(record["time_step_minutes"]), tile=tuple(map(int, record["tile"])),
                    factor=tuple(map(float, record["factor"])), resize_method=str(record["resize_method"]),
-                   antialias=bool(record["antialias"]))
+                   antialias=bool(record["antialias"]),
+                   pixel_size_m=None if record.get("pixel_size_m") is None else float(record["pixel_size_m"]))
 
     def model_grid(self, shape: tuple[int, int]) -> tuple[int, int]:
         """The model-grid size of an input grid ``shape`` (H, W): ``round(H / fy), round(W / fx)``, at least 1."""

@@ -22,7 +22,7 @@ SAMPLER_OPTIONS = ("sampler", "sampling_steps", "eta", "guidance_scale")
 def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0, leads: int | None = None,
              metadata: dict[str, Any] | None = None, tile_batch: int = 8, overlap: int | None = None,
              tile_size: int | tuple[int, int] | None = None, resize_factor: float | None = None,
-             **sampler_settings: Any) -> Any:
+             pixel_size_m: float | None = None, **sampler_settings: Any) -> Any:
     """Forecast ``members`` futures of the grid ``precip`` with ``model``, tile by tile.
 
     Args:
@@ -40,8 +40,11 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
             ``transform=None`` with ``dBZ`` would be linear Z and is refused, as are other transforms.
         tile_batch: tiles (of all members) forecast together; bounds memory.
         overlap: pixels shared by neighbouring tiles (default a quarter of the tile).
-        tile_size, resize_factor: the model's frame size and the store pixels per model pixel, for a model
+        tile_size, resize_factor: the model's frame size and the input pixels per model pixel, for a model
             whose frame recipe is not recorded (``model.frame_preparation`` is None); override it otherwise.
+        pixel_size_m: grid spacing of ``precip`` in metres (default: pysteps' ``xpixelsize`` when its
+            ``cartesian_unit`` is m or km). When it and the store's spacing are known, the input is resized so
+            that a model pixel covers the ground it covered in training; otherwise by the recorded factor.
         **sampler_settings: run-time sampler settings of a diffusion task for this call (``sampler``,
             ``sampling_steps``, ``eta``, ``guidance_scale``).
 
@@ -55,7 +58,7 @@ def forecast(model: NowcastTask, precip: Any, *, members: int = 1, seed: int = 0
             transformed input, a missing frame recipe, or a stochastic model whose noise cannot be tiled.
     """
     values, units, coords = _unpack(precip, metadata)
-    prep = _preparation(model, tile_size, resize_factor)
+    prep = _preparation(model, tile_size, resize_factor, _pixel_size(pixel_size_m, metadata))
     frames = _last_frames(values, model.in_frames)
     leads = _check_leads(leads, model.out_frames)
     if members < 1 or tile_batch < 1:
@@ -182,7 +185,16 @@ def _unit_scale(units: str | None, model_units: str) -> float:
                          "pysteps.utils.conversion.to_reflectivity / to_rainrate)") from None
 
 
-def _preparation(model: NowcastTask, tile_size: Any, resize_factor: float | None) -> FramePreparation:
+def _pixel_size(pixel_size_m: float | None, metadata: dict[str, Any] | None) -> float | None:
+    """The input's grid spacing in metres: given, or pysteps' ``xpixelsize`` in ``cartesian_unit`` m or km."""
+    if pixel_size_m is not None or not metadata or metadata.get("xpixelsize") is None:
+        return pixel_size_m
+    metres = {"m": 1.0, "km": 1000.0}.get(metadata.get("cartesian_unit"))
+    return None if metres is None else float(metadata["xpixelsize"]) * metres
+
+
+def _preparation(model: NowcastTask, tile_size: Any, resize_factor: float | None,
+                 pixel_size_m: float | None) -> FramePreparation:
     prep = getattr(model, "frame_preparation", None)
     if prep is None:
         if tile_size is None:
@@ -192,6 +204,7 @@ def _preparation(model: NowcastTask, tile_size: Any, resize_factor: float | None
         hp = model.hparams
         prep = FramePreparation(value_range=model.value_range, units=hp.get("units", ""),
                                 time_step_minutes=hp.get("time_step_minutes", 5.0), tile=(1, 1))
+    prep = prep.for_pixel_size(pixel_size_m)
     changes = {}
     if tile_size is not None:
         changes["tile"] = (tile_size, tile_size) if isinstance(tile_size, int) else tuple(tile_size)

@@ -70,11 +70,11 @@ def recorded_preparation(checkpoint: dict[str, Any], task: NowcastTask) -> Frame
     store = data.get("store")
     if not store or not Path(store).exists():
         return None
-    native = RadarStore(store).frame_shape
+    opened = RadarStore(store)
     size = data.get("frame_size")
     size = (size, size) if isinstance(size, int) else size
     return FramePreparation.of_data_module(
-        native, size, data.get("resize_method", "bilinear"), bool(data.get("antialias", False)), crop=None,
-        value_range=task.value_range, units=task.hparams.get("units", ""),
-        time_step_minutes=task.hparams.get("time_step_minutes", 5.0))
+        opened.frame_shape, size, data.get("resize_method", "bilinear"), bool(data.get("antialias", False)),
+        crop=None, value_range=task.value_range, units=task.hparams.get("units", ""),
+        time_step_minutes=task.hparams.get("time_step_minutes", 5.0), pixel_size_m=opened.attrs.get("pixel_size_m"))
 
