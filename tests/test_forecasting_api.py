@@ -57,7 +57,7 @@ def test_working_memory_is_the_input_and_result_plus_a_tile_batch():
     for factor in (1.0, 2.0):
         model = _persistence(factor=factor)
         tracemalloc.start()
-        out = forecast(model, precip, tile_batch=4)
+        out = forecast(model, precip, tile_batch=4, tile_size=32)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         # the result, the prepared input, the model-grid result when resized, a few frames in flight, 1 MiB
