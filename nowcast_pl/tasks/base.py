@@ -91,6 +91,10 @@ class NowcastTask(pl.LightningModule):
 
     trainable = True
     stochastic = False
+    accepts_row_noise = False
+    """Whether :meth:`forecast_rows` draws all its randomness through
+    :func:`~nowcast_pl.diffusion.noise.randn_like_rows`, so a caller may pass
+    :data:`~nowcast_pl.diffusion.noise.RowNoise` sources in place of generators (tiled forecasts need it)."""
     runtime_settings: tuple[str, ...] = (
         "eval_members", "predict_members", "member_chunk", "sampling_seed", "val_metrics_every_n_epochs",
         "panel_every_n_val_steps", "panel_leads",
@@ -207,6 +211,12 @@ class NowcastTask(pl.LightningModule):
             rows = inputs.repeat_interleave(len(chunk), dim=0)
             chunks.append(self.forecast_rows(rows, generators).unflatten(0, (batch, len(chunk))))
         return torch.cat(chunks, dim=1).clamp(0.0, 1.0)
+
+    @property
+    def noise_stride(self) -> int:
+        """Frame pixels per pixel of the noise a stochastic forecast draws (1; a latent model's downsampling).
+        Tiles of a tiled forecast start on multiples of it, so they share one noise grid."""
+        return 1
 
     def effective_members(self, members: int) -> int:
         """Members worth computing: ``members`` for stochastic models, 1 for deterministic ones."""

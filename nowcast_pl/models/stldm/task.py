@@ -214,6 +214,11 @@ class STLDMTask(DiffusionTask):
 
     # ----- sampling ------------------------------------------------------------------------------------------
 
+    @property
+    def noise_stride(self) -> int:
+        """The sampler's noise lives in the VAE's latent space, ``downsample_factor`` times coarser."""
+        return self.net.vae.downsample_factor
+
     def forecast_rows(self, inputs: Tensor, generators: list[torch.Generator]) -> Tensor:
         """One member per row: ``(R, T_in, 1, H, W)`` -> ``(R, T_out, 1, H, W)`` in (0, 1)."""
         return self.sample_frames(inputs, generators)[0]
