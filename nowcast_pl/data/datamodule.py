@@ -12,6 +12,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
 
 from nowcast_pl.data.coverage import windows_without_valid_target
+from nowcast_pl.data.preparation import STATE_KEY, FramePreparation
 from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from nowcast_pl.data.store import RadarStore
 from nowcast_pl.data.transforms import (
@@ -185,6 +186,19 @@ class RadarDataModule(pl.LightningDataModule):
     def to_physical(self, values):
         """[0, 1] model values (array or tensor) → the store's physical units, e.g. dBZ."""
         return unit_to_physical(values, self.value_range)
+
+    def frame_preparation(self) -> FramePreparation:
+        """How model frames are made from the store's frames (the recipe ``nowcast forecast`` applies to new grids)."""
+        return FramePreparation.of_data_module(
+            self.store.frame_shape, self.frame_size, self.resize_method, self.antialias, crop=None,
+            value_range=self.value_range, units=self.units, time_step_minutes=self.time_step_minutes)
+
+    def state_dict(self) -> dict[str, dict]:
+        """What a checkpoint records of the data: the frame recipe (:meth:`frame_preparation`)."""
+        return {STATE_KEY: self.frame_preparation().as_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, dict]) -> None:
+        """Nothing to restore: the recipe is a record for forecasts, and the configuration defines the data."""
 
     def setup(self, stage: str) -> None:
         for split_name in STAGE_SPLITS[stage]:

@@ -1,18 +1,24 @@
 """Seeded Gaussian noise for reproducible, batch-independent ensembles.
 
 A sample drawn with one CPU ``torch.Generator`` per batch row depends only on that row's generator, so a
-forecast member is the same whatever else is in the batch and on whatever device the model runs.
+forecast member is the same whatever else is in the batch and on whatever device the model runs. A row may
+instead have a :data:`RowNoise` source, a callable that returns the row's noise itself: tiled forecasts
+(:mod:`nowcast_pl.forecasting`) give each tile the crop of a noise field defined over the whole domain.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-Generators = torch.Generator | Sequence[torch.Generator] | None
+RowNoise = Callable[[tuple[int, ...]], Tensor]
+"""A row's noise source other than a generator: called with the row's shape (without the batch dimension) once
+per draw, in the order the sampler draws, it returns standard normal float32 noise of that shape on the CPU."""
+
+Generators = torch.Generator | Sequence[torch.Generator | RowNoise] | None
 
 
 def member_seed(seed: int, window: int, member: int) -> int:
@@ -51,7 +57,8 @@ def randn_like_rows(shape: Sequence[int], generator: Generators, device: torch.d
     Args:
         generator: ``None`` (torch's global RNG, drawn directly on ``device``), one ``torch.Generator`` (the
             whole tensor drawn on the generator's device), or a sequence of B generators: row i is drawn from
-            generator i on that generator's device (CPU for :func:`member_generators`).
+            generator i on that generator's device (CPU for :func:`member_generators`); an element may be a
+            :data:`RowNoise` source instead, which returns row i's noise.
         device, dtype: of the returned tensor (half precisions are drawn in float32 and cast).
 
     Returns: ``shape`` tensor on ``device`` in ``dtype``.
@@ -63,5 +70,14 @@ def randn_like_rows(shape: Sequence[int], generator: Generators, device: torch.d
         if len(generators) != shape[0]:
             raise ValueError(f"got {len(generators)} generators for a batch of {shape[0]} rows; pass one "
                              "torch.Generator per row (or a single generator)")
-        noise = torch.stack([_draw(shape[1:], g, dtype, None) for g in generators])
+        noise = torch.stack([_draw_row(shape[1:], g, dtype) for g in generators])
     return noise.to(device=device, dtype=dtype)
+
+
+def _draw_row(shape: Sequence[int], source: torch.Generator | RowNoise, dtype: torch.dtype) -> Tensor:
+    if isinstance(source, torch.Generator):
+        return _draw(shape, source, dtype, None)
+    noise = source(tuple(shape))
+    if tuple(noise.shape) != tuple(shape):
+        raise ValueError(f"a row noise source returned shape {tuple(noise.shape)} for a draw of {tuple(shape)}")
+    return noise

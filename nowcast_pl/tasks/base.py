@@ -91,6 +91,10 @@ class NowcastTask(pl.LightningModule):
 
     trainable = True
     stochastic = False
+    accepts_row_noise = False
+    """Whether :meth:`forecast_rows` draws all its randomness through
+    :func:`~nowcast_pl.diffusion.noise.randn_like_rows`, so a caller may pass
+    :data:`~nowcast_pl.diffusion.noise.RowNoise` sources in place of generators (tiled forecasts need it)."""
     runtime_settings: tuple[str, ...] = (
         "eval_members", "predict_members", "member_chunk", "sampling_seed", "val_metrics_every_n_epochs",
         "panel_every_n_val_steps", "panel_leads",

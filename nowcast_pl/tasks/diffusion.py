@@ -67,6 +67,7 @@ class DiffusionTask(NowcastTask):
     """
 
     stochastic = True
+    accepts_row_noise = True
     supports_guidance = False
     runtime_settings = NowcastTask.runtime_settings + tuple(f.name for f in fields(SamplerSettings))
 

@@ -1,0 +1,76 @@
+"""``load_forecaster``: a trained task from a checkpoint or run folder, ready to forecast, with its frame recipe."""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nowcast_pl.checkpoints import CheckpointError, read_checkpoint
+from nowcast_pl.data.preparation import STATE_KEY, FramePreparation
+from nowcast_pl.data.store import RadarStore
+from nowcast_pl.models.moved import current_class_path
+from nowcast_pl.tasks.base import NowcastTask
+
+
+def load_forecaster(source: str | Path, *, device: str | torch.device | None = None,
+                    **runtime_settings: Any) -> NowcastTask:
+    """The task saved in a checkpoint, in eval mode with its EMA weights (if any), on ``device``.
+
+    Args:
+        source: a ``.ckpt`` file or a run folder (its ``checkpoints/last.ckpt``).
+        device: where to run it (default CPU).
+        **runtime_settings: run-time init arguments of the task (e.g. ``sampler="dpmpp_2m"``,
+            ``sampling_steps=10``), as ``--model.init_args.*`` gives them to ``nowcast test``.
+
+    Returns:
+        The task; its ``frame_preparation`` attribute holds the :class:`FramePreparation` the checkpoint
+        records (or that its data settings and still-present store give), None when neither exists.
+
+    Raises:
+        CheckpointError: for a missing or unreadable file, or a checkpoint that does not name its task class.
+    """
+    path = Path(source)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+        if not path.is_file():
+            raise CheckpointError(f"{source} is a folder without checkpoints/last.ckpt; give a run folder of "
+                                  "nowcast fit or a .ckpt file")
+    checkpoint = read_checkpoint(path)
+    saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+    if not saved:
+        raise CheckpointError(f"{path} does not record its task class (hyper_parameters._class_path); load it with "
+                              "the task class's load_from_checkpoint and pass tile_size to forecast()")
+    class_path = current_class_path(saved)
+    module, _, name = class_path.rpartition(".")
+    task_class = getattr(importlib.import_module(module), name)
+    moved = {"_class_path": class_path} if class_path != saved else {}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*the checkpoint has no EMA weights.*")
+        task = task_class.load_from_checkpoint(path, map_location="cpu", **runtime_settings, **moved)
+    task.eval()
+    task.on_predict_start()  # EMA weights, as `nowcast predict` uses
+    task.frame_preparation = recorded_preparation(checkpoint, task)
+    return task.to(device or "cpu")
+
+
+def recorded_preparation(checkpoint: dict[str, Any], task: NowcastTask) -> FramePreparation | None:
+    """The frame recipe of a checkpoint: its record, else rebuilt from its data settings and store, else None."""
+    record = (checkpoint.get("RadarDataModule") or {}).get(STATE_KEY)
+    if record is not None:
+        return FramePreparation.from_dict(record)
+    data = checkpoint.get("datamodule_hyper_parameters") or {}
+    store = data.get("store")
+    if not store or not Path(store).exists():
+        return None
+    native = RadarStore(store).frame_shape
+    size = data.get("frame_size")
+    size = (size, size) if isinstance(size, int) else size
+    return FramePreparation.of_data_module(
+        native, size, data.get("resize_method", "bilinear"), bool(data.get("antialias", False)), crop=None,
+        value_range=task.value_range, units=task.hparams.get("units", ""),
+        time_step_minutes=task.hparams.get("time_step_minutes", 5.0))
+
