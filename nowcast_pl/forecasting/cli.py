@@ -67,7 +67,7 @@ def build_parser(source: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="torch device of the model (default cpu)")
     parser.add_argument("--tile-batch", type=int, default=8, help="tiles forecast together (bounds memory)")
     if source is not None:
-        get_converter(source).add_arguments(parser.add_argument_group(f"options of the {source} source"))
+        get_converter(source).add_arguments(parser)
     if not any("--to-dbz" in action.option_strings for action in parser._actions):
         parser.add_argument("--to-dbz", action="store_true", help="convert rain to reflectivity with Z = a R^b")
     if not any("--zr-a" in action.option_strings for action in parser._actions):

@@ -147,7 +147,8 @@ def output_format(path: str | Path) -> str:
 
 
 def check_writable(path: Path, *, overwrite: bool) -> None:
-    """Refuse an existing ``path`` unless ``overwrite``, and never replace something that is not a forecast.
+    """Refuse an existing ``path`` unless ``overwrite``; never replace a folder that is not a Zarr store at a
+    ``.zarr`` path, nor a file by a store.
 
     Raises:
         FileExistsError: naming the path and the fix.
@@ -156,10 +157,11 @@ def check_writable(path: Path, *, overwrite: bool) -> None:
         return
     if not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it, or another --output")
+    wants_zarr = path.suffix.lower() == ".zarr"
     is_zarr = path.is_dir() and any((path / name).exists() for name in ("zarr.json", ".zgroup"))
-    if path.is_dir() != (output_format(path) == "zarr") or (path.is_dir() and not is_zarr):
-        raise FileExistsError(f"{path} exists and is not a {output_format(path)} forecast; --overwrite replaces "
-                              "only a file of the same kind, choose another --output")
+    if path.is_dir() != wants_zarr or (wants_zarr and not is_zarr):
+        raise FileExistsError(f"{path} exists and is not a file of the kind written there; --overwrite replaces "
+                              "only a forecast file or Zarr store, choose another --output")
 
 
 def write_forecast(dataset: xr.Dataset, path: str | Path, *, overwrite: bool = False) -> Path:
