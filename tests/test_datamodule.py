@@ -124,3 +124,50 @@ def test_init_times_and_physical_conversion_are_offered_by_the_data_module(store
     assert [dataset[i]["init_time"].item() for i in (0, len(dataset) - 1)] == [times[0], times[-1]]
     np.testing.assert_allclose(dm.to_physical(np.array([0.0, 0.5, 1.0])), [-10.0, 25.0, 60.0])
     assert torch.equal(dm.to_physical(torch.tensor([0.25])), torch.tensor([7.5]))
+
+
+def test_random_crops_are_windows_of_the_frames_drawn_per_epoch_and_fixed_in_evaluation(store):
+    cropped, whole = _module(store, crop_size=8), _module(store)
+    cropped.setup("fit")
+    whole.setup("fit")
+    dataset, full = cropped.datasets["train"], whole.datasets["train"]
+    origins = {dataset.crop_origin(3, epoch) for epoch in range(6)}
+    assert len(origins) > 1 and all(0 <= o <= 8 for origin in origins for o in origin)
+    item, reference = dataset[(2, 3)], full[3]
+    top, left = dataset.crop_origin(3, 2)
+    for key in ("inputs", "targets", "input_mask", "target_mask"):
+        torch.testing.assert_close(item[key], reference[key][..., top:top + 8, left:left + 8])
+    torch.testing.assert_close(dataset[(2, 3)]["inputs"], item["inputs"])
+    torch.testing.assert_close(dataset[3]["inputs"], dataset[3]["inputs"])  # evaluation: one fixed crop
+    batch = next(iter(cropped.train_dataloader()))
+    assert batch["inputs"].shape == (2, 3, 1, 8, 8)
+
+
+def test_crop_errors_name_the_setting(store):
+    with pytest.raises(ValueError, match=r"data.crop_size \[20, 20\] does not fit in the 16x16 frames"):
+        _module(store, crop_size=20).setup("test")
+    predicting = _module(store, crop_size=8, splits={"predict": Split()})
+    with pytest.raises(ValueError, match="data.crop_size: nowcast predict writes whole frames"):
+        predicting.setup("predict")
+
+
+def test_checkpoint_state_records_the_frame_recipe(store):
+    dm = _module(store, frame_size=8, resize_method="area", crop_size=4)
+    recipe = dm.state_dict()["frame_preparation"]
+    assert recipe == {"value_range": [-10.0, 60.0], "units": "dBZ", "time_step_minutes": 5.0, "tile": [4, 4],
+                      "factor": [2.0, 2.0], "resize_method": "area", "antialias": False}
+    assert _module(store, frame_size=21, resize_method="pad").frame_preparation().factor == (1.0, 1.0)
+
+
+def test_epoch_keyed_sampler_resumes_with_the_same_keys(store):
+    from nowcast_pl.data.resumable import ResumableSampler
+
+    dm = _module(store, crop_size=8)
+    dm.setup("fit")
+    dataset = dm.datasets["train"]
+    through = ResumableSampler(dataset, num_replicas=1, rank=0, seed=0, keyed_by_epoch=True)
+    through.set_epoch(3)
+    keys = list(through)
+    resumed = ResumableSampler(dataset, num_replicas=1, rank=0, seed=0, keyed_by_epoch=True)
+    resumed.resume(3, 4)
+    assert list(resumed) == keys[4:] and {epoch for epoch, _ in keys} == {3}

@@ -1,4 +1,5 @@
-"""``RadarDataModule``: windows of frames from a radar store, scaled to [0, 1] and resized to the model grid."""
+"""``RadarDataModule``: windows of frames from a radar store, scaled to [0, 1], resized to the model grid and
+optionally cropped (random crops for training a model meant for larger domains)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ class RadarWindowDataset(Dataset):
         values are 0); ``init_time``: int64 UTC epoch seconds of the last input frame;
         ``window``: int64 position of the window in this dataset.
 
+    An item is asked for by its index, or by ``(epoch, index)`` (the training sampler's keys when crops are
+    random): with ``crop_size``, the crop origin is drawn from ``SeedSequence([crop_seed, index, epoch])``,
+    or ``[crop_seed, index]`` without an epoch, so crops are reproducible, differ between epochs in
+    training and stay fixed in evaluation.
+
     Args:
         store: the opened store (only paths and 1-D indices are pickled to workers).
         starts: (N,) first-frame indices of the windows.
@@ -48,6 +54,8 @@ class RadarWindowDataset(Dataset):
         frame_size: model grid (h, w), or None to keep the store's grid.
         resize_method: see :func:`nowcast_pl.data.transforms.resize_frames`.
         antialias: antialias when downsampling with bilinear/bicubic.
+        crop_size: (h, w) window cut from the resized frames, or None for whole frames.
+        crop_seed: seed of the crop origins.
     """
 
     def __init__(
@@ -61,6 +69,8 @@ class RadarWindowDataset(Dataset):
         frame_size: tuple[int, int] | None,
         resize_method: ResizeMethod,
         antialias: bool,
+        crop_size: tuple[int, int] | None = None,
+        crop_seed: int = 0,
     ) -> None:
         self.store = store
         self.starts = starts
@@ -70,13 +80,15 @@ class RadarWindowDataset(Dataset):
         self.frame_size = frame_size or store.frame_shape
         self.resize_method = resize_method
         self.antialias = antialias
+        self.crop_size, self.crop_seed = crop_size, crop_seed
         # (N,) int64 UTC epoch seconds of the last observed frame of every window (the forecast start).
         self.init_times = store.times[starts + in_frames - 1].astype(np.int64)
 
     def __len__(self) -> int:
         return int(self.starts.size)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (None, key)
         start = int(self.starts[index])
         stop = start + self.length
         store = self.store
@@ -91,6 +103,10 @@ class RadarWindowDataset(Dataset):
         frames = resize_frames(torch.from_numpy(values)[:, None], self.frame_size,
                                method=self.resize_method, antialias=self.antialias).clamp_(0.0, 1.0)
         mask = resize_mask(torch.from_numpy(valid)[:, None], self.frame_size, method=self.resize_method)
+        if self.crop_size is not None:
+            top, left = self.crop_origin(index, epoch)
+            rows, cols = slice(top, top + self.crop_size[0]), slice(left, left + self.crop_size[1])
+            frames, mask = frames[..., rows, cols].contiguous(), mask[..., rows, cols].contiguous()
         t_in = self.in_frames
         return {
             "inputs": frames[:t_in],
@@ -100,6 +116,12 @@ class RadarWindowDataset(Dataset):
             "init_time": torch.tensor(self.init_times[index], dtype=torch.int64),
             "window": torch.tensor(index, dtype=torch.int64),
         }
+
+    def crop_origin(self, index: int, epoch: int | None) -> tuple[int, int]:
+        """(top, left) of window ``index``'s crop in ``epoch`` (None: the fixed evaluation crop)."""
+        entropy = [self.crop_seed, int(index)] + ([] if epoch is None else [int(epoch)])
+        rng = np.random.default_rng(np.random.SeedSequence(entropy))
+        return tuple(int(rng.integers(0, n - c + 1)) for n, c in zip(self.frame_size, self.crop_size, strict=True))
 
 
 class RadarDataModule(pl.LightningDataModule):
@@ -115,6 +137,10 @@ class RadarDataModule(pl.LightningDataModule):
         resize_method: ``bilinear``, ``bicubic``, ``nearest``, ``area``, ``max`` (block maximum) or ``pad``
             (zero-pad around the centre, masked, e.g. CIKM 101 → 128 as DiffCast's ``CenterCrop``).
         antialias: antialias when downsampling with bilinear/bicubic (the papers did not).
+        crop_size: train on random ``crop_size`` windows (one int for square, or [h, w]) of the (resized)
+            frames, e.g. a model for large domains trained at the store's native resolution; validation and
+            test use one fixed random window per sample. The model's frame size is then the crop size, and
+            ``nowcast forecast`` tiles larger grids with it. Not for ``predict``, which writes whole frames.
         max_missing_frames: windows may contain up to this many missing frames (filled with 0, masked);
             0 drops every window with a missing frame.
         batch_size: training batch size per device.
@@ -136,6 +162,7 @@ class RadarDataModule(pl.LightningDataModule):
         frame_size: int | tuple[int, int] | None = None,
         resize_method: ResizeMethod = "bilinear",
         antialias: bool = False,
+        crop_size: int | tuple[int, int] | None = None,
         max_missing_frames: int = 0,
         batch_size: int = 4,
         eval_batch_size: int | None = None,
@@ -152,6 +179,7 @@ class RadarDataModule(pl.LightningDataModule):
         self.splits = {name: split if isinstance(split, Split) else Split(**split) for name, split in splits.items()}
         self.frame_size = (frame_size, frame_size) if isinstance(frame_size, int) else frame_size
         self.resize_method, self.antialias = resize_method, antialias
+        self.crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else crop_size
         self.max_missing_frames = max_missing_frames
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -190,7 +218,7 @@ class RadarDataModule(pl.LightningDataModule):
     def frame_preparation(self) -> FramePreparation:
         """How model frames are made from the store's frames (the recipe ``nowcast forecast`` applies to new grids)."""
         return FramePreparation.of_data_module(
-            self.store.frame_shape, self.frame_size, self.resize_method, self.antialias, crop=None,
+            self.store.frame_shape, self.frame_size, self.resize_method, self.antialias, crop=self.crop_size,
             value_range=self.value_range, units=self.units, time_step_minutes=self.time_step_minutes)
 
     def state_dict(self) -> dict[str, dict]:
@@ -221,6 +249,7 @@ class RadarDataModule(pl.LightningDataModule):
                               max_missing=self.max_missing_frames)
         if starts.size == 0:
             raise ValueError(_no_window_message(store, split_name, self.splits[split_name], length))
+        self._check_crop(split_name)
         empty = windows_without_valid_target(store, starts, in_frames=self.in_frames, out_frames=self.out_frames)
         self.windows_without_valid_pixel[split_name] = int(empty.sum())
         if empty.any() and (self.trainer is None or self.trainer.is_global_zero):
@@ -230,7 +259,19 @@ class RadarDataModule(pl.LightningDataModule):
                         split_name, empty.sum(), empty.size, self.out_frames, store.path)
         return RadarWindowDataset(store, starts, in_frames=self.in_frames, out_frames=self.out_frames,
                                   value_range=self.value_range, frame_size=self.frame_size,
-                                  resize_method=self.resize_method, antialias=self.antialias)
+                                  resize_method=self.resize_method, antialias=self.antialias,
+                                  crop_size=self.crop_size, crop_seed=self.shuffle_seed)
+
+    def _check_crop(self, split_name: str) -> None:
+        if self.crop_size is None:
+            return
+        if split_name == "predict":
+            raise ValueError("data.crop_size: nowcast predict writes whole frames, so it cannot use a model's crops; "
+                             "forecast whole grids with nowcast forecast (tiles of the crop size) instead")
+        grid = self.frame_size or self.store.frame_shape
+        if any(c < 1 or c > n for c, n in zip(self.crop_size, grid, strict=True)):
+            raise ValueError(f"data.crop_size {list(self.crop_size)} does not fit in the {grid[0]}x{grid[1]} frames "
+                             f"(data.frame_size, or the store's grid); use at most {list(grid)}")
 
     def on_before_batch_transfer(self, batch: dict[str, torch.Tensor], dataloader_idx: int) -> dict[str, torch.Tensor]:
         """Refuse a training batch without any valid target pixel: the masked loss over it would be a silent 0.
@@ -256,7 +297,8 @@ class RadarDataModule(pl.LightningDataModule):
                       pin_memory=torch.cuda.is_available())
         if train:
             # Lightning calls set_epoch() every epoch and checkpoints the position inside the epoch.
-            sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, seed=self.shuffle_seed)
+            sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, seed=self.shuffle_seed,
+                                       keyed_by_epoch=self.crop_size is not None)
             return ResumableDataLoader(dataset, sampler=sampler, batch_size=self.batch_size,
                                        drop_last=len(dataset) // world > self.batch_size, **common)
         # Every window is evaluated exactly once: no padding with repeated samples across ranks. The loader's

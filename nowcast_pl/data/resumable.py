@@ -26,11 +26,15 @@ class ResumableSampler(DistributedSampler):
         num_replicas: number of ranks (1 for single-process training).
         rank: this rank.
         seed: shuffle seed; the order of epoch ``e`` depends only on ``(seed, e)``.
+        keyed_by_epoch: yield ``(epoch, index)`` keys instead of indices, for a dataset whose items depend on
+            the epoch (random crops), so an item is the same whether its epoch ran through or was resumed.
     """
 
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int) -> None:
+    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int,
+                 keyed_by_epoch: bool = False) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
         self._skip = 0
+        self.keyed_by_epoch = keyed_by_epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning, unless it is the epoch a resume position was loaded for."""
@@ -42,9 +46,11 @@ class ResumableSampler(DistributedSampler):
         """The next iteration is epoch ``epoch`` without its first ``consumed`` samples of this rank."""
         self.epoch, self._skip = epoch, consumed
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
         indices = list(super().__iter__())
         skip, self._skip = self._skip, 0
+        if self.keyed_by_epoch:
+            return iter([(self.epoch, i) for i in indices[skip:]])
         return iter(indices[skip:])
 
 

@@ -22,7 +22,8 @@ cropped back), then resized back to the input grid (bilinear) and mapped back to
 
 **Coherent members.** Every noise draw of a diffusion sampler is one field over the whole domain, read by each
 tile as a crop (:mod:`~nowcast_pl.forecasting.noise`), so tiles agree where they overlap and member n depends
-only on (seed, n) (up to float rounding between different tile batches). Memory is bounded by one batch of ``tile_batch`` tiles, the input and the result.
+only on (seed, n) (up to float rounding between different tile batches). Memory is bounded by one batch of
+``tile_batch`` tiles, the input and the result.
 """
 
 from nowcast_pl.data.preparation import FramePreparation

@@ -17,12 +17,14 @@ from nowcast_pl.tasks.base import NowcastTask
 
 
 def load_forecaster(source: str | Path, *, device: str | torch.device | None = None,
-                    **runtime_settings: Any) -> NowcastTask:
+                    task_class: type[NowcastTask] | None = None, **runtime_settings: Any) -> NowcastTask:
     """The task saved in a checkpoint, in eval mode with its EMA weights (if any), on ``device``.
 
     Args:
         source: a ``.ckpt`` file or a run folder (its ``checkpoints/last.ckpt``).
         device: where to run it (default CPU).
+        task_class: the task's class, for a checkpoint that does not name it (one written without
+            ``nowcast fit``, whose LightningCLI records ``hyper_parameters._class_path``).
         **runtime_settings: run-time init arguments of the task (e.g. ``sampler="dpmpp_2m"``,
             ``sampling_steps=10``), as ``--model.init_args.*`` gives them to ``nowcast test``.
 
@@ -41,13 +43,15 @@ def load_forecaster(source: str | Path, *, device: str | torch.device | None = N
                                   "nowcast fit or a .ckpt file")
     checkpoint = read_checkpoint(path)
     saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
-    if not saved:
-        raise CheckpointError(f"{path} does not record its task class (hyper_parameters._class_path); load it with "
-                              "the task class's load_from_checkpoint and pass tile_size to forecast()")
-    class_path = current_class_path(saved)
-    module, _, name = class_path.rpartition(".")
-    task_class = getattr(importlib.import_module(module), name)
-    moved = {"_class_path": class_path} if class_path != saved else {}
+    moved = {}
+    if task_class is None:
+        if not saved:
+            raise CheckpointError(f"{path} does not record its task class (hyper_parameters._class_path, written by "
+                                  "nowcast fit); pass task_class=<the task class>")
+        class_path = current_class_path(saved)
+        module, _, name = class_path.rpartition(".")
+        task_class = getattr(importlib.import_module(module), name)
+        moved = {"_class_path": class_path} if class_path != saved else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*the checkpoint has no EMA weights.*")
         task = task_class.load_from_checkpoint(path, map_location="cpu", **runtime_settings, **moved)
