@@ -101,7 +101,9 @@ def test_fmi_files_to_a_netcdf_that_xarray_and_pysteps_open_with_the_input_proje
     assert output.read_bytes() == before and not list(tmp_path.glob("*.partial"))
 
 
-def test_bom_archive_to_zarr_with_the_input_grid(tmp_path, bom_run, radar_samples, capsys):
+def test_bom_archive_to_zarr_with_the_input_grid_and_the_store_gives_the_same_forecast(tmp_path, bom_run,
+                                                                                      bom_sample_store, radar_samples,
+                                                                                      capsys):
     archive = radar_samples / "radar/bom/prcp-c10/66"
     output = tmp_path / "bom.zarr"
     code, _, _ = run_forecast(["--checkpoint", bom_run / "checkpoints/last.ckpt", "--source", "bom", "--inputs",
@@ -118,6 +120,13 @@ def test_bom_archive_to_zarr_with_the_input_grid(tmp_path, bom_run, radar_sample
     np.testing.assert_allclose(ds["y"].values, source["y"].values * 1000.0)
     for key in ("longitude_of_central_meridian", "latitude_of_projection_origin", "standard_parallel"):
         np.testing.assert_allclose(grid_mapping.attrs[key], source["proj"].attrs[key], atol=1e-3)  # pysteps rounds
+    # The store converted from the same files (BoM's integer encoding kept) gives the same forecast.
+    code, _, _ = run_forecast(["--checkpoint", bom_run, "--store", bom_sample_store, "--time", "2020-10-31T06:00",
+                               "--output", tmp_path / "store.nc"], capsys)
+    from_store = xr.open_dataset(tmp_path / "store.nc")
+    assert code == 0 and from_store.attrs["input_files"].endswith("@2020-10-31T06:00:00")
+    np.testing.assert_array_equal(from_store["precip_accum"].values, ds["precip_accum"].values)
+    np.testing.assert_array_equal(from_store["x"].values, ds["x"].values)
 
 
 def test_inputs_in_another_unit_end_with_one_line_naming_the_file_and_the_fix(tmp_path, bom_run, radar_samples,
