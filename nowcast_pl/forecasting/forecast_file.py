@@ -5,7 +5,8 @@ Layout (``OUT.nc`` opens with ``xarray.open_dataset`` and with pysteps' ``import
     reflectivity | precip_intensity | precip_accum   (member, lead_time, y, x) float32, the model's units
                                      (pysteps' variable name for dBZ, mm/h, mm; ``forecast`` for other units)
     ensemble_mean            (lead_time, y, x)            mean over members
-    exceedance_probability   (threshold, lead_time, y, x) fraction of members >= threshold
+    exceedance_probability   (threshold, lead_time, y, x) fraction of members >= threshold (when the model
+                                                          has thresholds)
     member                   (member)      int32, CF ``realization``
     lead_time                (lead_time)   minutes after forecast_reference_time (CF ``forecast_period``)
     time                     (lead_time)   valid time, in seconds since forecast_reference_time (pysteps reads
@@ -33,6 +34,7 @@ import numpy as np
 import xarray as xr
 
 from nowcast_pl.data.replace import replace_directory
+from nowcast_pl.data.store import consolidate
 from nowcast_pl.data.units import same_units
 from nowcast_pl.forecasting.inputs import ModelInputs, ObservedFrames
 
@@ -65,16 +67,16 @@ def forecast_dataset(forecast: np.ndarray, observed: ObservedFrames, model: Mode
     dims = ("member", "lead_time", "y", "x")
     field_attrs = {"units": model.units, "long_name": f"forecast {name.replace('_', ' ')}",
                    **({"standard_name": standard_name} if standard_name else {})}
-    thresholds = np.asarray(model.thresholds, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        probability = (field[None] >= thresholds[:, None, None, None, None]).mean(axis=1).astype(np.float32)
-    probability[:, :, outside] = np.nan
     data = {
         name: (dims, field, field_attrs),
         "ensemble_mean": (dims[1:], field.mean(axis=0), {**field_attrs, "long_name": "ensemble mean"}),
-        "exceedance_probability": (("threshold", *dims[1:]), probability,
-                                   {"units": "1", "long_name": "fraction of members at or above the threshold"}),
     }
+    thresholds = np.asarray(model.thresholds, dtype=np.float64)
+    if thresholds.size:
+        probability = (field[None] >= thresholds[:, None, None, None, None]).mean(axis=1).astype(np.float32)
+        probability[:, :, outside] = np.nan
+        data["exceedance_probability"] = (("threshold", *dims[1:]), probability,
+                                          {"units": "1", "long_name": "fraction of members at or above the threshold"})
     coords = {
         "member": ("member", np.arange(members, dtype=np.int32),
                    {"standard_name": "realization", "long_name": "ensemble member"}),
@@ -83,8 +85,9 @@ def forecast_dataset(forecast: np.ndarray, observed: ObservedFrames, model: Mode
         "time": ("lead_time", init + lead, {"standard_name": "time", "long_name": "valid time"}),
         "forecast_reference_time": ((), init, {"standard_name": "forecast_reference_time",
                                                "long_name": "time of the last observed frame"}),
-        "threshold": ("threshold", thresholds, {"units": model.units, "long_name": "event threshold"}),
     }
+    if thresholds.size:
+        coords["threshold"] = ("threshold", thresholds, {"units": model.units, "long_name": "event threshold"})
     dataset = xr.Dataset(data, coords=coords, attrs=_global_attrs(observed, attrs))
     return _georeference(dataset, observed, list(data))
 
@@ -183,7 +186,8 @@ def write_forecast(dataset: xr.Dataset, path: str | Path, *, overwrite: bool = F
             dataset.to_netcdf(partial, engine="netcdf4", format="NETCDF4", encoding=encoding)
             os.replace(partial, path)
         else:
-            dataset.to_zarr(partial, mode="w", encoding=encoding, consolidated=True)
+            dataset.to_zarr(partial, mode="w", encoding=encoding, consolidated=False, zarr_format=3)
+            consolidate(partial)
             replace_directory(partial, path)
     finally:
         _remove(partial)

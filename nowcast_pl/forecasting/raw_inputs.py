@@ -190,8 +190,8 @@ def _read(converter: OperationalConverter, links: dict[Path, Path], model: Model
         if entry.action in UNUSABLE:
             raise InputError(f"{original.get(entry.file, entry.file)}: {_reason(entry.reason)}")
     if event is None or event.frames.shape[0] != model.in_frames or not np.all(event.frame_valid):
-        raise InputError(f"{next(iter(links.values()))}: the files do not make {model.in_frames} consecutive "
-                         "frames (see the other errors of nowcast-prep on them)")
+        raise InputError(f"{next(iter(links.values()))}: the {converter.name} converter did not read the "
+                         f"{model.in_frames} selected files as one run of frames; check them with nowcast-prep")
     _check_same_grid(converter, list(links), spec.coords, original)
     values = spec.encoding.decode(event.frames)
     units, note = spec.encoding.units, spec.encoding.comment if to_dbz else ""
