@@ -124,3 +124,24 @@ def rain_to_dbz(values: np.ndarray, unit: str, *, accutime_minutes: float, zr_a:
     dbz[wet] = 10.0 * np.log10(zr_a) + 10.0 * zr_b * np.log10(rate[wet])
     dbz[np.isnan(rate)] = np.nan
     return np.maximum(dbz, floor_dbz)
+
+
+def dbz_to_rain(dbz: np.ndarray, unit: str, *, accutime_minutes: float, zr_a: float, zr_b: float) -> np.ndarray:
+    """Reflectivity → rain rate or accumulation through ``Z = a R^b``, the inverse of :func:`rain_to_dbz`.
+
+    Args:
+        dbz: (H, W) reflectivity (dBZ), NaN where no data.
+        unit: wanted units: a rain rate (``"mm/h"``) or an accumulation (``"mm"``) over ``accutime_minutes``,
+            any spelling.
+        accutime_minutes: accumulation period of an accumulation (``acc = R * accutime / 60``).
+        zr_a: the ``a`` of ``Z = a R^b`` (Z in mm⁶ m⁻³, R in mm/h).
+        zr_b: the ``b`` of ``Z = a R^b``.
+
+    Returns:
+        (H, W) float64 ``R = (10^(dBZ/10) / a)^(1/b)`` in ``unit``, NaN where ``dbz`` is NaN.
+    """
+    quantity, factor = rain_quantity(unit)
+    rate = (10.0 ** (np.asarray(dbz, dtype=np.float64) / 10.0) / zr_a) ** (1.0 / zr_b)
+    if quantity == "rain_accumulation":
+        rate = rate * (accutime_minutes / 60.0)
+    return rate / factor

@@ -23,7 +23,8 @@ A checkpoint file is read with the safe loader and checked against the configure
 model class, or weights that do not fit the configured architecture, are one-line errors; only a checkpoint
 imported by ``nowcast-convert`` replaces the config's architecture settings (see :mod:`nowcast_pl.checkpoints`).
 
-``nowcast report ...`` is not a LightningCLI sub-command: :func:`main` hands it to :mod:`nowcast_pl.report.cli`.
+``nowcast report ...`` and ``nowcast forecast ...`` are not LightningCLI sub-commands: :func:`main` hands them
+to :mod:`nowcast_pl.report.cli` and :mod:`nowcast_pl.forecasting.cli`.
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ def build_cli(args: list[str] | None = None, *, run: bool = True) -> NowcastCLI:
 def main(args: list[str] | None = None) -> None:
     """Console entry point. Known input errors print one line (set NOWCAST_DEBUG=1 for the traceback).
 
-    ``nowcast report ...`` runs :mod:`nowcast_pl.report.cli`; every other sub-command is LightningCLI's.
+    ``nowcast report ...`` runs :mod:`nowcast_pl.report.cli`, ``nowcast forecast ...``
+    :mod:`nowcast_pl.forecasting.cli`; every other sub-command is LightningCLI's.
     """
     argv = sys.argv[1:] if args is None else list(args)
     try:
@@ -227,6 +229,10 @@ def main(args: list[str] | None = None) -> None:
             from nowcast_pl.report.cli import main as report
 
             raise SystemExit(report(argv[1:]))
+        if argv[:1] == ["forecast"]:
+            from nowcast_pl.forecasting.cli import main as forecast
+
+            raise SystemExit(forecast(argv[1:]))
         # LightningCLI reads sys.argv itself; passing it as ``args`` too makes it warn on every command.
         build_cli(None if args is None else argv)
     except USER_ERRORS as err:
