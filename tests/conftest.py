@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 SAMPLES_ENV = "NOWCAST_RADAR_SAMPLES"
 REPO = Path(__file__).resolve().parents[1]
@@ -19,10 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_configure(config) -> None:
     """Under pytest-xdist (``make test`` runs 2 workers on the 2-core development machine) each worker and the
     processes it starts use one intra-op thread: two workers of 2 threads each on 2 cores wait for each other
-    (see ``tests.scaleout_cases.one_torch_thread``)."""
+    (see ``one_torch_thread``)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        import torch
-
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
 
@@ -60,3 +59,18 @@ def bom_sample_store(radar_samples, tmp_path_factory) -> Path:
     """Store of the BoM radar 66 samples: 1 event of 144 frames, 512 x 512, int16 mm per 10 min."""
     src = radar_samples / "radar/bom/prcp-c10/66"
     return _converted("bom", src, tmp_path_factory.mktemp("bom") / "bom.zarr")
+
+
+@pytest.fixture(scope="module", autouse=False)
+def one_torch_thread():
+    """One intra-op thread here and in spawned processes: on a small shared CPU two threads that wait for each
+    other make a tiny model's step 100x slower (3 s instead of 20 ms measured on the 2-core dev machine)."""
+    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(threads)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = env

@@ -12,9 +12,9 @@ import yaml
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.convert.cli import main as convert_main
-from tests.cli_helpers import write_config
-from tests.scaleout_cases import final_checkpoint, load_checkpoint, scalars
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.scaleout import final_checkpoint, load_checkpoint, scalars
+from tests.helpers.stores import write_moving_store
 
 RAINDIFF = "nowcast_pl.models.raindiff.RainDiffTask"
 TINY_RAINDIFF = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,

@@ -8,8 +8,8 @@ import torch
 import xarray as xr
 
 from nowcast_pl.cli import build_cli, main
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from nowcast_pl.data import RadarDataModule, RadarStore, Split
 from nowcast_pl.data.transforms import resize_mask
-from tests.store_factory import ENCODING, write_moving_store
+from tests.helpers.stores import ENCODING, write_moving_store
 
 
 def _module(store, **kwargs):

@@ -19,14 +19,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from nowcast_pl.cli import build_cli
-from tests.scaleout_cases import (
+from tests.helpers.scaleout import (
     REPO,
     SIMVP,
     TOY_DIFFUSION,
     case_params,
     final_checkpoint,
     load_checkpoint,
-    one_torch_thread,  # noqa: F401
 )
 
 pytestmark = [pytest.mark.multiprocess, pytest.mark.usefixtures("one_torch_thread")]

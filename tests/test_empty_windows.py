@@ -8,8 +8,8 @@ import pytest
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data import RadarDataModule, RadarStoreWriter, Split
-from tests.cli_helpers import write_config
-from tests.store_factory import ENCODING, METADATA, event_times, moving_frames, write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import ENCODING, METADATA, event_times, moving_frames, write_moving_store
 
 ALL_FRAMES = list(range(12))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scaleout_cases import (
+from tests.helpers.scaleout import (
     SIMVP,
     assert_same_training_state,
     callbacks_config,

@@ -13,9 +13,9 @@ from data_prep.runner import convert
 from nowcast_pl.cli import build_cli
 from nowcast_pl.data import RadarStore, RadarStoreWriter, StoreMetadata
 from nowcast_pl.data.georef import model_grid, resize_axis
-from tests.cli_helpers import write_config
-from tests.fixtures.operational import bom_raw, time_steps, write_odim_file
-from tests.store_factory import ENCODING, event_times, moving_frames
+from tests.helpers.archives.operational import bom_raw, time_steps, write_odim_file
+from tests.helpers.cli import write_config
+from tests.helpers.stores import ENCODING, event_times, moving_frames
 
 LCC = ("+proj=lcc +lat_1=49.83 +lat_2=51.17 +lat_0=50.797815 +lon_0=4.359215 +x_0=649328 +y_0=665262 "
        "+ellps=GRS80 +units=m")
@@ -89,7 +89,7 @@ def test_predict_writes_a_cf_store_and_pysteps_netcdf_on_the_model_grid(tmp_path
 
 
 def test_grid_without_projection_gives_distances_and_netcdf_is_refused(tmp_path):
-    from tests.store_factory import write_moving_store
+    from tests.helpers.stores import write_moving_store
 
     store = RadarStore(write_moving_store(tmp_path / "s.zarr", n_events=2, frames=10, size=16))
     grid = model_grid(store, (32, 32), "bilinear")

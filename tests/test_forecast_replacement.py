@@ -14,8 +14,8 @@ import yaml
 
 from nowcast_pl.data import replace
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
 
 ROOT = Path(__file__).resolve().parents[1]
 KILLS = 4

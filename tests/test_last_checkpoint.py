@@ -12,18 +12,17 @@ from lightning.pytorch.callbacks import Callback
 
 import nowcast_pl.callbacks.last_checkpoint as last_checkpoint
 from nowcast_pl.cli import build_cli, main
-from tests.cli_helpers import write_config
-from tests.scaleout_cases import (
+from tests.helpers.cli import write_config
+from tests.helpers.scaleout import (
     SIMVP,
     TOY_DIFFUSION,
     assert_same_training_state,
     callbacks_config,
     load_checkpoint,
-    one_torch_thread,  # noqa: F401
     read_step,
     start_fit,
 )
-from tests.store_factory import write_moving_store
+from tests.helpers.stores import write_moving_store
 
 STEPS_PER_EPOCH = 7  # 15 training windows, batches of 2 (the last, partial one dropped); 3 per rank with 2 ranks
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -43,5 +43,5 @@ def _resolve(path: str) -> type | None:
 
 
 def test_class_paths_that_did_not_move_are_kept():
-    for path in ("tests.toy_diffusion.ToyDiffusionTask", "nowcast_pl.models.raindiff.RainDiffTask"):
+    for path in ("tests.helpers.toy_diffusion.ToyDiffusionTask", "nowcast_pl.models.raindiff.RainDiffTask"):
         assert current_class_path(path) == path

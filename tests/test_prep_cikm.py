@@ -8,8 +8,8 @@ from data_prep.cikm import CikmConverter, CikmLineError, parse_line
 from data_prep.cli import main
 from data_prep.errors import UsageError
 from nowcast_pl.data import RadarStore
-from tests.fixtures import assert_store_matches, convert, problems
-from tests.fixtures.cikm import SMALL, line, sample, write_cikm, write_full
+from tests.helpers.archives import assert_store_matches, convert, problems
+from tests.helpers.archives.cikm import SMALL, line, sample, write_cikm, write_full
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from data_prep import registry
 from data_prep.cli import main
 from data_prep.composites import FmiConverter
-from tests.fixtures.operational import time_steps, write_fmi_archive
+from tests.helpers.archives.operational import time_steps, write_fmi_archive
 
 
 def _one_line_error(capsys) -> str:

@@ -8,7 +8,7 @@ import pytest
 
 from data_prep.cli import main
 from nowcast_pl.data.store import RadarStore
-from tests.fixtures.operational import time_steps, write_fmi_archive
+from tests.helpers.archives.operational import time_steps, write_fmi_archive
 
 SYNTHETIC = ["synthetic", "--events", "2", "--frames", "4", "--size", "16", "--no-progress"]
 

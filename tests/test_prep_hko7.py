@@ -8,8 +8,18 @@ from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.hko7 import Hko7Converter
 from nowcast_pl.data import RadarStore
-from tests.fixtures import assert_store_matches, convert, problems
-from tests.fixtures.hko7 import BAD_MASK, DAY1, DAY2, GRID, SATURATED, STEP, expected_frame, write_hko7, write_index
+from tests.helpers.archives import assert_store_matches, convert, problems
+from tests.helpers.archives.hko7 import (
+    BAD_MASK,
+    DAY1,
+    DAY2,
+    GRID,
+    SATURATED,
+    STEP,
+    expected_frame,
+    write_hko7,
+    write_index,
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.meteonet import MeteoNetConverter
 from nowcast_pl.data import RadarStore
-from tests.fixtures import assert_store_matches, convert, problems
-from tests.fixtures.meteonet import expected_se, write_meteonet
+from tests.helpers.archives import assert_store_matches, convert, problems
+from tests.helpers.archives.meteonet import expected_se, write_meteonet
 
 
 @pytest.fixture(scope="module")

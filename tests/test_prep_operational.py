@@ -15,8 +15,9 @@ from data_prep.runner import convert
 from data_prep.timeline import Grid, build_events, infer_step_seconds
 from data_prep.units import encode_clipped, encoding_for_unit, rain_to_dbz, valid_raw_range
 from nowcast_pl.data.store import RadarStore
-from tests.fixtures.operational import (
+from tests.helpers.archives.operational import (
     BOM_NAME,
+    T0,
     bom_raw,
     fmi_dn,
     time_steps,
@@ -26,8 +27,6 @@ from tests.fixtures.operational import (
     write_mch_file,
     write_odim_file,
 )
-
-T0 = dt.datetime(2021, 7, 4, 12, 0)
 
 
 def _decoded_vs_importer(store, index, want):

@@ -9,7 +9,7 @@ import pytest
 
 from data_prep.cli import main
 from nowcast_pl.data.store import RadarStore, RadarStoreWriter
-from tests.fixtures.operational import time_steps, write_fmi_archive
+from tests.helpers.archives.operational import time_steps, write_fmi_archive
 
 SYNTHETIC = ["synthetic", "--events", "4", "--frames", "4", "--size", "16", "--no-progress"]
 

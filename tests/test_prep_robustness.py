@@ -19,7 +19,7 @@ from data_prep.runner import EventReader, convert, report_path
 from data_prep.units import encoding_for_unit
 from nowcast_pl.data.schema import StoreMetadata, StoreValidationError
 from nowcast_pl.data.store import RadarStore
-from tests.fixtures.operational import (
+from tests.helpers.archives.operational import (
     BOM_NAME,
     bom_raw,
     fmi_dn,

@@ -7,8 +7,8 @@ from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.sevir import SevirConverter
 from nowcast_pl.data import RadarStore
-from tests.fixtures import assert_store_matches, convert, problems
-from tests.fixtures.sevir import VIL_OFFSETS, vil_event, write_sevir
+from tests.helpers.archives import assert_store_matches, convert, problems
+from tests.helpers.archives.sevir import VIL_OFFSETS, vil_event, write_sevir
 
 
 @pytest.fixture(scope="module")

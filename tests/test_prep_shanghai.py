@@ -7,8 +7,8 @@ from data_prep.cli import main
 from data_prep.errors import UsageError
 from data_prep.shanghai import ShanghaiConverter
 from nowcast_pl.data import RadarStore
-from tests.fixtures import assert_store_matches, convert, problems
-from tests.fixtures.shanghai import write_h5, write_pngs
+from tests.helpers.archives import assert_store_matches, convert, problems
+from tests.helpers.archives.shanghai import write_h5, write_pngs
 
 
 @pytest.fixture(scope="module")

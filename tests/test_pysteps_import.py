@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nowcast_pl.pysteps_import import import_pysteps
-from tests.fixtures.operational import time_steps, write_fmi_archive
+from tests.helpers.archives.operational import time_steps, write_fmi_archive
 
 ROOT = Path(__file__).resolve().parents[1]
 BANNER = "Pysteps configuration file found at"

@@ -11,8 +11,8 @@ from nowcast_pl.cli import build_cli, main
 from nowcast_pl.convert.cli import main as convert_main
 from nowcast_pl.models.raindiff.convert import export_official_names
 from nowcast_pl.models.raindiff.network import RainDiffNet
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
 
 TASK = "nowcast_pl.models.raindiff.RainDiffTask"
 TINY = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,

@@ -9,10 +9,10 @@ from PIL import Image
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.report.cli import main as report_main
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
 
-TOY = "tests.toy_diffusion.ToyDiffusionTask"
+TOY = "tests.helpers.toy_diffusion.ToyDiffusionTask"
 
 
 @pytest.fixture(scope="module")

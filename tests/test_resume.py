@@ -11,7 +11,7 @@ from nowcast_pl.callbacks.preemption import PreemptionCheckpoint, slurm_job_id
 from nowcast_pl.cli import build_cli
 from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from nowcast_pl.resume import newest_checkpoint, wait_until_new_events_sort_last
-from tests.scaleout_cases import (
+from tests.helpers.scaleout import (
     SIMVP,
     TOY_DIFFUSION,
     assert_same_training_state,
@@ -19,7 +19,6 @@ from tests.scaleout_cases import (
     fake_slurm_env,
     final_checkpoint,
     load_checkpoint,
-    one_torch_thread,  # noqa: F401
     scalars,
     signal_config,
 )

@@ -9,7 +9,7 @@ from jsonargparse import Namespace
 
 from nowcast_pl.cli import build_cli
 from nowcast_pl.config import read_config
-from tests.store_factory import write_moving_store
+from tests.helpers.stores import write_moving_store
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")

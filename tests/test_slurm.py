@@ -1,4 +1,4 @@
-"""A real SLURM cluster (Debian's slurmctld, slurmd and munge on loopback, see :mod:`tests.slurm_cluster`) runs
+"""A real SLURM cluster (Debian's slurmctld, slurmd and munge on loopback, see :mod:`tests.helpers.slurm`) runs
 ``configs/slurm/single_node.sbatch`` as a 2-task CPU DDP job, preempts it in the middle of an epoch with
 ``scancel --signal=USR1``, and the requeued job ends at the right step with the parameters of an uninterrupted
 job. Skipped with the reason where the SLURM packages or root are missing (``.ci/run`` installs them)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.scaleout_cases import (
+from tests.helpers.scaleout import (
     REPO,
     SIMVP,
     assert_same_training_state,
@@ -20,7 +20,7 @@ from tests.scaleout_cases import (
     final_checkpoint,
     load_checkpoint,
 )
-from tests.slurm_cluster import local_slurm_cluster, missing_requirements
+from tests.helpers.slurm import local_slurm_cluster, missing_requirements
 
 pytestmark = [pytest.mark.slurm, pytest.mark.multiprocess, pytest.mark.skipif(missing_requirements() is not None,
                                                     reason=str(missing_requirements()))]

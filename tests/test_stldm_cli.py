@@ -11,8 +11,8 @@ import yaml
 from nowcast_pl.cli import build_cli
 from nowcast_pl.models.stldm.convert import export_official, write_checkpoint
 from nowcast_pl.models.stldm.task import STLDMTask
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 TINY_ARGS = {"latent_channels": 8, "translator_width": 16, "translator_depth": 2, "unet_base": 16,

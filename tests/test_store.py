@@ -7,7 +7,7 @@ import zarr
 
 from nowcast_pl.data import FrameEncoding, RadarStore, RadarStoreWriter, StoreValidationError
 from nowcast_pl.data.schema import validate_group
-from tests.store_factory import ENCODING, METADATA, event_times, write_moving_store
+from tests.helpers.stores import ENCODING, METADATA, event_times, write_moving_store
 
 
 def _writer(path, **kwargs):

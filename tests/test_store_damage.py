@@ -10,8 +10,8 @@ from nowcast_pl.cli import main as cli_main
 from nowcast_pl.data import RadarDataModule, RadarStore, RadarStoreWriter, Split
 from nowcast_pl.data.georef import model_grid
 from nowcast_pl.data.integrity import DamagedStoreError
-from tests.cli_helpers import write_config
-from tests.store_factory import ENCODING, METADATA, event_times, write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import ENCODING, METADATA, event_times, write_moving_store
 
 # 6 events of 12 frames = 72 frames in two shards of 64 frames: frames/c/1/0/0 holds frames 64-71, the last
 # 8 frames (4-11) of event ev005.

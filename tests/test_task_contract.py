@@ -12,11 +12,11 @@ from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
 from nowcast_pl.models.simvp import SimVPTask
 from nowcast_pl.tasks.ema import ExponentialMovingAverage
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
-from tests.toy_diffusion import ToyDiffusionTask
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
+from tests.helpers.toy_diffusion import ToyDiffusionTask
 
-TOY = "tests.toy_diffusion.ToyDiffusionTask"
+TOY = "tests.helpers.toy_diffusion.ToyDiffusionTask"
 TOY_ARGS = {"sampling_steps": 4, "eval_members": 2, "predict_members": 3, "lr": 1e-3,
             "panel_every_n_val_steps": 0}
 

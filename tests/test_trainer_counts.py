@@ -5,8 +5,8 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from nowcast_pl.cli import build_cli
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
+from tests.helpers.stores import write_moving_store
 
 
 class CountBatches(Callback):
@@ -32,7 +32,7 @@ def _counter(cli) -> CountBatches:
 
 
 def test_integer_limits_from_yaml_and_command_line_run_one_batch(tmp_path, store):
-    # tests/cli_helpers.py splits: 5 validation windows (3 batches of 2), 9 test windows (5 batches of 2).
+    # tests/helpers/cli.py splits: 5 validation windows (3 batches of 2), 9 test windows (5 batches of 2).
     cfg = write_config(tmp_path / "c.yaml", store, trainer={
         "limit_val_batches": 1, "num_sanity_val_steps": 0,
         "callbacks": [{"class_path": "tests.test_trainer_counts.CountBatches"}]})

@@ -14,8 +14,7 @@ from nowcast_pl.data.units import conversion_factor, parse_units, quantity_of, s
 from nowcast_pl.models.baselines import ExtrapolationTask, StepsTask
 from nowcast_pl.models.baselines.rain_rate import from_rain_rate, to_rain_rate
 from nowcast_pl.viz import radar_colormap
-from tests.fixtures.operational import bom_raw, time_steps, write_odim_file
-from tests.test_prep_operational import T0
+from tests.helpers.archives.operational import T0, bom_raw, time_steps, write_odim_file
 
 # Every units attribute a converter of this project writes for a quantity the rain-rate baselines handle.
 CONVERTER_UNITS = sorted({e["units"] for e in UNIT_ENCODINGS.values()} | {"mm"}  # + BoM's own encoding

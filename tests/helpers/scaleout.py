@@ -20,8 +20,8 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from tests.cli_helpers import TINY_SIMVP, write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import TINY_SIMVP, write_config
+from tests.helpers.stores import write_moving_store
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_SPLITS = ('{"train": {"until": "2020-01-04", "stride": 1}, '
@@ -70,7 +70,7 @@ class Case:
                 "--model.init_args.panel_every_n_val_steps", "0"]
 
 
-TOY_DIFFUSION = Case("toy_diffusion", "tests.toy_diffusion.ToyDiffusionTask",
+TOY_DIFFUSION = Case("toy_diffusion", "tests.helpers.toy_diffusion.ToyDiffusionTask",
                      {"thresholds": [20.0, 35.0], "ema_decay": 0.9, "sampling_steps": 3, "eval_members": 2})
 SIMVP = Case("simvp", "nowcast_pl.models.simvp.SimVPTask", dict(TINY_SIMVP))
 SHIPPED_TINY = ("raindiff", "diffcast", "stldm")
@@ -84,21 +84,6 @@ def case_params(*inline: Case) -> list:
         marks = () if case.shipped.exists() else pytest.mark.skip(reason=f"configs/tiny/{name}.yaml not on main yet")
         params.append(pytest.param(case, id=name, marks=marks))
     return params
-
-
-@pytest.fixture(scope="module", autouse=False)
-def one_torch_thread():
-    """One intra-op thread here and in spawned processes: on a small shared CPU two threads that wait for each
-    other make a tiny model's step 100x slower (3 s instead of 20 ms measured on the 2-core dev machine)."""
-    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
-    torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
-    yield
-    torch.set_num_threads(threads)
-    if env is None:
-        os.environ.pop("OMP_NUM_THREADS")
-    else:
-        os.environ["OMP_NUM_THREADS"] = env
 
 
 class SignalAtStep(Callback):
@@ -128,7 +113,7 @@ class SlowSteps(Callback):
 def callbacks_config(path: Path, *callbacks: tuple[str, dict]) -> Path:
     """A config fragment setting the trainer's callbacks to ``(class name in this module, init args)``."""
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": f"tests.scaleout_cases.{name}", "init_args": args} for name, args in callbacks]}}))
+        {"class_path": f"tests.helpers.scaleout.{name}", "init_args": args} for name, args in callbacks]}}))
     return path
 
 
@@ -136,7 +121,7 @@ def signal_config(folder: Path, step: int) -> Path:
     """A config fragment adding :class:`SignalAtStep` to the trainer's callbacks."""
     path = folder / "signal.yaml"
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": "tests.scaleout_cases.SignalAtStep", "init_args": {"step": step}}]}}))
+        {"class_path": "tests.helpers.scaleout.SignalAtStep", "init_args": {"step": step}}]}}))
     return path
 
 
