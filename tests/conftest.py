@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import REPO
+
 SAMPLES_ENV = "NOWCAST_RADAR_SAMPLES"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config) -> None:

@@ -35,7 +35,7 @@ def test_integer_limits_from_yaml_and_command_line_run_one_batch(tmp_path, store
     # tests/helpers/cli.py splits: 5 validation windows (3 batches of 2), 9 test windows (5 batches of 2).
     cfg = write_config(tmp_path / "c.yaml", store, trainer={
         "limit_val_batches": 1, "num_sanity_val_steps": 0,
-        "callbacks": [{"class_path": "tests.test_trainer_counts.CountBatches"}]})
+        "callbacks": [{"class_path": f"{__name__}.CountBatches"}]})
     common = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "r",
               "--data.init_args.eval_batch_size", "2"]
     fit = build_cli(["fit", *common])

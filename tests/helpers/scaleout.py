@@ -20,10 +20,10 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from tests.helpers import REPO
 from tests.helpers.cli import TINY_SIMVP, write_config
 from tests.helpers.stores import write_moving_store
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_SPLITS = ('{"train": {"until": "2020-01-04", "stride": 1}, '
                '"val": {"after": "2020-01-04", "until": "2020-01-05", "stride": 1}, '
                '"test": {"after": "2020-01-05", "stride": 1}, "predict": {"after": "2020-01-05", "stride": 1}}')

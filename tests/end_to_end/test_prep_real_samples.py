@@ -1,7 +1,6 @@
 """The real FMI and BoM samples convert, with correct times, physical values, and the importers' values."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ import yaml
 from data_prep.operational import pysteps_importer
 from data_prep.runner import report_path
 from nowcast_pl.data.store import RadarStore
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
 
 
 def _frame_path(store: RadarStore, src, pattern: str, index: int):

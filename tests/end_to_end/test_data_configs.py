@@ -13,6 +13,7 @@ from data_prep.sevir import SevirConverter
 from data_prep.shanghai import ShanghaiConverter
 from nowcast_pl.cli import build_cli
 from nowcast_pl.data.windows import select_events
+from tests.helpers import REPO
 from tests.helpers.archives import convert
 from tests.helpers.archives.cikm import write_cikm
 from tests.helpers.archives.hko7 import write_hko7, write_index
@@ -20,7 +21,7 @@ from tests.helpers.archives.meteonet import write_meteonet
 from tests.helpers.archives.sevir import write_sevir
 from tests.helpers.archives.shanghai import write_h5
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
+CONFIGS = REPO / "configs" / "data"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO
+
 TRAIN_RUNS = ("32-true", "bf16-mixed", "32-true_compiled")
 
 

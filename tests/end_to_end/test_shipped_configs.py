@@ -9,9 +9,9 @@ from jsonargparse import Namespace
 
 from nowcast_pl.cli import build_cli
 from nowcast_pl.config import read_config
+from tests.helpers import REPO
 from tests.helpers.stores import write_moving_store
 
-REPO = Path(__file__).resolve().parents[1]
 MODEL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")
                        if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1]))
 # Explicit stride and event_pattern: split rules merge field by field, so a config's own (e.g. an event-name

@@ -14,10 +14,10 @@ import yaml
 
 from nowcast_pl.data import replace
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
+from tests.helpers import REPO
 from tests.helpers.cli import write_config
 from tests.helpers.stores import write_moving_store
 
-ROOT = Path(__file__).resolve().parents[1]
 KILLS = 4
 
 
@@ -32,7 +32,7 @@ def _config(tmp_path: Path, store: Path, name: str, predict_after: str) -> Path:
 
 
 def _start(cfg: Path, runs: Path, run_name: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen([sys.executable, "-m", "nowcast_pl", "predict", "--config", str(cfg), "--runs_root",
                              str(runs), "--run_name", run_name], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

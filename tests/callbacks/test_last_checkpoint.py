@@ -93,7 +93,7 @@ def _probe(cli) -> CheckpointProbe:
 
 def _callbacks(path, *callbacks):
     path.write_text(yaml.safe_dump({"trainer": {"callbacks": [
-        {"class_path": f"tests.test_last_checkpoint.{name}", "init_args": args} for name, args in callbacks]}}))
+        {"class_path": f"{__name__}.{name}", "init_args": args} for name, args in callbacks]}}))
     return path
 
 

@@ -12,10 +12,10 @@ from nowcast_pl.metrics import build_metrics, flatten_scores
 from nowcast_pl.models.baselines import ExtrapolationTask, PersistenceTask, StepsTask
 from nowcast_pl.models.baselines.rain_rate import from_rain_rate, rain_rate_db, rain_rate_from_db, to_rain_rate
 from nowcast_pl.models.baselines.steps import row_seeds
+from tests.helpers import REPO
 from tests.helpers.cli import write_config
 from tests.helpers.stores import write_moving_store
 
-REPO = Path(__file__).resolve().parents[1]
 TASK_ARGS = {"in_frames": 4, "out_frames": 6, "value_range": (-10.0, 60.0), "units": "dBZ",
              "time_step_minutes": 5.0, "thresholds": [20.0, 35.0], "protocol": "earthformer"}
 

@@ -14,8 +14,8 @@ import pytest
 import zarr
 
 from nowcast_pl.data.store import RadarStore
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 COMMAND = ["synthetic", "--events", "24", "--frames", "8", "--size", "64", "--seed", "11",
            "--missing-frame-rate", "0.1", "--workers", "1", "--no-progress", "--skip-if-complete"]
 ARRAYS = ("frames", "time", "event", "frame_valid", "event_name", "event_time")

@@ -2,7 +2,6 @@
 checkpoint; the shipped configs parse."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -11,10 +10,11 @@ import yaml
 from nowcast_pl.cli import build_cli
 from nowcast_pl.models.stldm.convert import export_official, write_checkpoint
 from nowcast_pl.models.stldm.task import STLDMTask
+from tests.helpers import REPO
 from tests.helpers.cli import write_config
 from tests.helpers.stores import write_moving_store
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = REPO / "configs"
 TINY_ARGS = {"latent_channels": 8, "translator_width": 16, "translator_depth": 2, "unet_base": 16,
              "unet_mults": [1, 2], "patch_size": 4, "groups": 4, "heads": 2, "dim_head": 8, "sampling_steps": 2,
              "eval_members": 2, "protocol": "stldm", "warmup_steps": 1, "lr": 1e-3,

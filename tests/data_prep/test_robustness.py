@@ -19,6 +19,7 @@ from data_prep.runner import EventReader, convert, report_path
 from data_prep.units import encoding_for_unit
 from nowcast_pl.data.schema import StoreMetadata, StoreValidationError
 from nowcast_pl.data.store import RadarStore
+from tests.helpers import REPO
 from tests.helpers.archives.operational import (
     BOM_NAME,
     bom_raw,
@@ -30,7 +31,6 @@ from tests.helpers.archives.operational import (
     write_fmi_file,
 )
 
-REPO = Path(__file__).resolve().parents[1]
 NAME = "%H%M_%Y%m%d"  # flat folder, names sort by clock time: files after midnight come first
 T0 = dt.datetime(2020, 1, 31, 23, 30)
 

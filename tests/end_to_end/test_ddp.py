@@ -69,7 +69,7 @@ class ReplicaDump(Callback):
 def _callbacks_yaml(folder: Path) -> Path:
     path = folder / "dump.yaml"
     path.write_text(json.dumps({"trainer": {"callbacks": [
-        {"class_path": "tests.test_ddp.ReplicaDump", "init_args": {"folder": str(folder)}}]}}))
+        {"class_path": f"{__name__}.ReplicaDump", "init_args": {"folder": str(folder)}}]}}))
     return path
 
 
