@@ -1,11 +1,10 @@
-"""Shared U-Net blocks: embedding values, shapes, the scale/shift path, and the per-map-size memory layout."""
+"""Shared U-Net blocks (``nowcast_pl.layers.unet``): embedding values, shapes and the scale/shift path."""
 
 import math
 
 import torch
 
 from nowcast_pl.layers.unet import EmbeddingMLP, ResnetBlock, SinusoidalEmbedding
-from nowcast_pl.models.stldm.memory_layout import conv_layout
 
 
 def test_sinusoidal_embedding_matches_formula():
@@ -30,14 +29,3 @@ def test_resnet_block_without_embedding_is_identity_skip_when_widths_match():
     block = ResnetBlock(8, 8)
     assert isinstance(block.skip, torch.nn.Identity)
     assert block(torch.randn(1, 8, 4, 4)).shape == (1, 8, 4, 4)
-
-
-def test_conv_layout_by_map_size_keeps_values():
-    big, tiny = torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last)
-    assert conv_layout(big).is_contiguous(memory_format=torch.channels_last)
-    assert not big.is_contiguous(memory_format=torch.channels_last)
-    assert conv_layout(tiny).is_contiguous() and not tiny.is_contiguous()
-    torch.testing.assert_close(conv_layout(big), big, atol=0, rtol=0)
-    torch.testing.assert_close(conv_layout(tiny), tiny, atol=0, rtol=0)
-    same = torch.randn(2, 8, 8, 8).contiguous(memory_format=torch.channels_last)
-    assert conv_layout(same).data_ptr() == same.data_ptr()  # no copy when already in place
