@@ -1,4 +1,4 @@
-"""RainDiffTask: loss (eq. 8), segment loop, teacher forcing, context switch, sampling, sizes, converter."""
+"""RainDiffTask: loss (eq. 8), segment loop, teacher forcing, context switch, sampling, sizes."""
 
 import math
 import pickle
@@ -6,8 +6,6 @@ import pickle
 import pytest
 import torch
 
-from nowcast_pl.convert.cli import main as convert_main
-from nowcast_pl.models.raindiff.convert import convert_state_dict, export_official_names
 from nowcast_pl.models.raindiff.network import RainDiffNet, normalise
 from nowcast_pl.models.raindiff.task import RainDiffTask
 
@@ -127,32 +125,6 @@ def test_frame_size_the_unet_cannot_take_is_a_one_line_error():
     task = _task(dim_mults=(1, 2, 2, 2))
     with pytest.raises(ValueError, match=r"frame size 20x20 is not divisible by 8.*data.frame_size"):
         task.training_loss({"inputs": torch.rand(1, 3, 1, 20, 20), "targets": torch.rand(1, 7, 1, 20, 20)})
-
-
-@pytest.mark.parametrize("model, tokenwise", [("raindiff", True), ("diffcast", False)])
-def test_converter_round_trip_on_random_weights(model, tokenwise):
-    net = RainDiffNet(in_frames=3, out_frames=6, dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2,
-                      variant="released", tokenwise_attention=tokenwise, post_attention=tokenwise)
-    state = {k: torch.randn(v.shape) if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    back = convert_state_dict(export_official_names(state, model), net.state_dict(), model)
-    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
-
-
-def test_converter_names_missing_and_unexpected_keys_of_another_architecture(tmp_path):
-    kwargs = dict(in_frames=3, out_frames=6, dim=8, dim_mults=(1, 2), hid_S=8, hid_T=16, N_T=2, variant="released")
-    diffcast = RainDiffNet(tokenwise_attention=False, post_attention=False, **kwargs).state_dict()
-    raindiff = RainDiffNet(**kwargs).state_dict()
-    with pytest.raises(ValueError, match=r"missing \d+ \(.*\); unexpected \d+ \(.*mid_attn\.fn"):
-        convert_state_dict(export_official_names(diffcast, "diffcast"), raindiff, "raindiff")
-    torch.save({"model": export_official_names(diffcast, "diffcast")}, tmp_path / "official.pt")
-    with pytest.raises(SystemExit):
-        convert_main(["raindiff", str(tmp_path / "official.pt"), str(tmp_path / "out.ckpt")])
-    convert_main(["diffcast", str(tmp_path / "official.pt"), str(tmp_path / "out.ckpt")])
-    checkpoint = torch.load(tmp_path / "out.ckpt", weights_only=True)
-    task = RainDiffTask(in_frames=3, out_frames=6, tokenwise_attention=False, post_attention=False,
-                        **(TINY | dict(dim_mults=[1, 2])))
-    task.load_state_dict(checkpoint["state_dict"])
-    assert torch.equal(task.net.denoiser.head.weight, diffcast["denoiser.head.weight"])
 
 
 @pytest.mark.parametrize("parts", [True, ["denoiser"], ["mean", "encoder"]])

@@ -1,20 +1,15 @@
-"""STLDM: networks at the paper sizes (instantiation only), the tiny task's losses, CFG, seeding, errors and
-the converter round trip. Parity with the released code itself is benchmarks/parity_stldm.py."""
+"""STLDMTask on a tiny network: losses and their terms, staged training, CFG, seeding and errors. Parity with
+the released code itself is benchmarks/parity_stldm.py."""
 
 import pytest
 import torch
 
 from nowcast_pl.diffusion import ddim_sample, x0_denoiser
-from nowcast_pl.models.stldm.attention import FrameAttention, GainLayerNorm, PatchLinearAttention
-from nowcast_pl.models.stldm.convert import convert_state_dict, export_official, load_official, official_config
 from nowcast_pl.models.stldm.network import STLDM
 from nowcast_pl.models.stldm.task import STLDMTask, TrainingDraws
-from nowcast_pl.models.stldm.vae import ConvVAE
 
 TINY = dict(latent_channels=8, translator_width=32, translator_depth=2, unet_base=16, unet_mults=(1, 2),
             patch_size=4, groups=4, heads=2, dim_head=8, thresholds=[0.3], protocol="stldm")
-OFFICIAL_PARAMS = {(5, 20): 80_980_769, (13, 12): 83_843_105}
-DEAD_CONDITION_CONV = 2_097_664
 
 
 def tiny_task(**overrides) -> STLDMTask:
@@ -34,72 +29,6 @@ def fixed_draws(task: STLDMTask, batch: int, size: int = 16, keep: float = 1.0) 
     randn = lambda frames: torch.randn(batch, frames, *latent, generator=generator)  # noqa: E731
     return TrainingDraws(t=torch.arange(batch) * 7 % task.timesteps, keep=torch.full((batch,), keep),
                          noise_vae=randn(7), noise_in=randn(3), noise_out=randn(4), noise_diffusion=randn(4))
-
-
-def test_latents_are_32x32x32_for_128_frames_and_any_multiple_of_4_works():
-    vae = ConvVAE(1, 32, 4)
-    mean, log_var = vae.encode(torch.rand(2, 1, 128, 128))
-    assert mean.shape == log_var.shape == (2, 32, 32, 32)
-    assert sum(p.numel() for p in vae.parameters()) == 93_345
-    decoded = vae.decode(torch.randn(1, 32, 9, 5))
-    assert decoded.shape == (1, 1, 36, 20) and 0 < decoded.min() and decoded.max() < 1
-
-
-@pytest.mark.parametrize("frames", sorted(OFFICIAL_PARAMS))
-def test_paper_parameter_counts_are_the_released_ones_without_the_dead_condition_conv(frames):
-    model = STLDM(in_frames=frames[0], out_frames=frames[1])
-    count = sum(p.numel() for p in model.parameters())
-    assert count == OFFICIAL_PARAMS[frames] - DEAD_CONDITION_CONV
-    assert abs(count / OFFICIAL_PARAMS[frames] - 1) < 0.03
-    assert sum(p.numel() for p in model.translator.parameters()) == {5: 38_606_432, 13: 41_468_768}[frames[0]]
-
-
-def test_gain_layer_norm_over_time_normalises_each_pixel_across_frames_in_any_layout():
-    x = torch.randn(2, 6, 3, 4, 4) * 5 + 2
-    y = GainLayerNorm(3, channel_dim=2, reduce_dim=1)(x)
-    assert torch.allclose(y.mean(dim=1), torch.zeros(2, 3, 4, 4), atol=1e-5)
-    assert torch.allclose(y.var(dim=1, unbiased=False), torch.ones(2, 3, 4, 4), atol=1e-3)
-    norm = GainLayerNorm(3, channel_dim=2, reduce_dim=1)
-    with torch.no_grad():
-        norm.gain.copy_(torch.tensor([1.0, 2.0, -0.5]))
-    # frames of a channels-last (B*T, C, H, W) map: the same values, the layout kept, the gain per channel
-    laid_out = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).unflatten(0, (2, 6))
-    out = norm(laid_out)
-    torch.testing.assert_close(out, y * norm.gain.view(1, 1, 3, 1, 1), atol=1e-6, rtol=1e-6)
-    assert out.stride() == laid_out.stride()
-
-
-def test_patch_attention_keeps_windows_independent_and_temporal_attention_has_no_time_positions():
-    torch.manual_seed(0)
-    attention, x = PatchLinearAttention(8, 4, heads=2, dim_head=4), torch.randn(1, 8, 8, 8)
-    changed = x.clone()
-    changed[..., :4, :4] += 1.0  # only the top-left window
-    diff = (attention(changed) - attention(x)).abs().sum(dim=(0, 1))
-    assert diff[:4, :4].min() > 0 and diff[4:, :].max() == 0 and diff[:, 4:].max() == 0
-    temporal, frames = FrameAttention(8, heads=2, dim_head=4), torch.randn(1, 5, 8, 2, 2)
-    order = torch.tensor([3, 0, 4, 1, 2])
-    assert torch.allclose(temporal(frames[:, order]), temporal(frames)[:, order], atol=1e-6)
-
-
-def test_patch_attention_matches_the_formula_per_window_and_in_frame_slices():
-    """Eq. of :class:`PatchLinearAttention` evaluated window by window, against the batched layer run whole,
-    in slices of one frame (``chunk_bytes`` tiny) and on a channels-last input."""
-    torch.manual_seed(0)
-    layer, x = PatchLinearAttention(6, 4, heads=2, dim_head=3), torch.randn(3, 6, 8, 12)
-    qkv = layer.to_qkv(x)
-    out = torch.empty(3, 6, 8, 12)
-    for i in range(0, 8, 4):
-        for j in range(0, 12, 4):
-            window = qkv[..., i:i + 4, j:j + 4].reshape(3, 3, 2, 3, 16)            # (N, q/k/v, heads, d, n)
-            q, k, v = window.softmax(dim=3)[:, 0], window.softmax(dim=4)[:, 1], window[:, 2]
-            context = k @ v.transpose(-1, -2)                                       # (N, heads, d, e)
-            out[..., i:i + 4, j:j + 4] = (context.transpose(-1, -2) @ q * 3 ** -0.5).reshape(3, 6, 4, 4)
-    expected = layer.out_norm(layer.to_out(out))
-    whole = layer(x)
-    torch.testing.assert_close(whole, expected, atol=1e-5, rtol=0)
-    layer.chunk_bytes = 1  # one frame at a time
-    torch.testing.assert_close(layer(x), whole, atol=1e-6, rtol=0)
-    torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), whole, atol=1e-6, rtol=0)
 
 
 def test_training_step_has_every_term_and_every_parameter_gets_a_gradient():
@@ -252,45 +181,6 @@ def test_bad_frames_give_one_line_errors_naming_the_setting():
         task.on_load_checkpoint({"hyper_parameters": {"in_frames": 5, "out_frames": 4}, "state_dict": {}})
     with pytest.raises(ValueError, match="patch_size must be a power of two"):
         STLDM(in_frames=3, out_frames=4, unet_mults=(1, 2, 4, 8), patch_size=4)
-
-
-def test_converter_round_trip_and_errors_for_another_configuration():
-    torch.manual_seed(0)
-    model = STLDM(in_frames=3, out_frames=4, **{k: v for k, v in TINY.items() if k not in ("thresholds", "protocol")})
-    ours = model.state_dict()
-    official = export_official(ours)
-    assert "diff_unet.conditions.1.weight" in official and "backbone.vae.decoder.readout.weight" in official
-    assert official["diff_unet.downs.0.attn_temporal.fn.norm.g"].shape == (1, 8, 1, 1)
-    assert official_config(official) | {} == dict(in_frames=3, out_frames=4, latent_channels=8, translator_depth=2,
-                                                  translator_width=32)
-    back = convert_state_dict(official, ours)
-    assert back.keys() == ours.keys() and all(torch.equal(back[k], v) for k, v in ours.items())
-    other = STLDM(in_frames=5, out_frames=4, **{k: v for k, v in TINY.items() if k not in ("thresholds", "protocol")})
-    with pytest.raises(ValueError, match=r"translator.stages.0.0.layer_scale1 has shape \(24,\), ours \(40,\)"):
-        convert_state_dict(official, other.state_dict())
-    del official["diff_unet.mid.block1.mlp.1.weight"]
-    official["diff_unet.extra.weight"] = torch.zeros(1)
-    with pytest.raises(ValueError, match="unexpected key in the official STLDM state dict: 'diff_unet.extra"):
-        convert_state_dict(official, ours)
-
-
-def test_converter_reads_the_released_file_formats(tmp_path):
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    model = STLDM(in_frames=3, out_frames=4, **{k: v for k, v in TINY.items() if k not in ("thresholds", "protocol")})
-    ours = model.state_dict()
-    official = export_official(ours)
-    save_file({k: v.contiguous() for k, v in official.items()}, str(tmp_path / "model.safetensors"))  # Hugging Face
-    torch.save({"model": {f"module.{k}": v for k, v in official.items()}}, tmp_path / "stldm_final.pt")  # DDP run
-    for name in ("model.safetensors", "stldm_final.pt"):
-        back = convert_state_dict(load_official(tmp_path / name), ours)
-        assert back.keys() == ours.keys() and all(torch.equal(back[k], v) for k, v in ours.items())
-    torch.save([1, 2], tmp_path / "list.pt")
-    with pytest.raises(ValueError, match="list.pt holds a list, not an STLDM state dict"):
-        load_official(tmp_path / "list.pt")
-    with pytest.raises(FileNotFoundError, match="missing.pt does not exist"):
-        load_official(tmp_path / "missing.pt")
 
 
 def test_staged_training_loads_the_named_pretrained_parts_only(tmp_path):
