@@ -10,7 +10,6 @@ import torch
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.metrics import build_metrics, flatten_scores
 from nowcast_pl.models.baselines import ExtrapolationTask, PersistenceTask, StepsTask
-from nowcast_pl.models.baselines.rain_rate import from_rain_rate, rain_rate_db, rain_rate_from_db, to_rain_rate
 from nowcast_pl.models.baselines.steps import row_seeds
 from tests.helpers import REPO
 from tests.helpers.cli import write_config
@@ -33,16 +32,6 @@ def advected_cells(size: int = 32, frames: int = 10, speed: int = 2, seed: int =
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     return write_moving_store(tmp_path_factory.mktemp("baselines") / "s.zarr", n_events=6, frames=12, size=16)
-
-
-def test_rain_rate_conversions_round_trip_and_follow_marshall_palmer():
-    dbz = np.array([-10.0, 0.0, 23.0, 55.0])
-    rate = to_rain_rate(dbz, "dBZ", 5.0)
-    np.testing.assert_allclose(200 * rate**1.6, 10 ** (dbz / 10))  # Z = 200 R^1.6
-    np.testing.assert_allclose(from_rain_rate(rate, "dBZ", 5.0), dbz, atol=1e-12)
-    assert to_rain_rate(np.array([0.5]), "mm", 10.0) == pytest.approx(3.0)  # 0.5 mm in 10 min = 3 mm/h
-    np.testing.assert_allclose(from_rain_rate(np.array([3.0]), "mm", 10.0), [0.5])
-    np.testing.assert_allclose(rain_rate_from_db(rain_rate_db(np.array([0.0, 0.05, 0.1, 4.0]))), [0, 0, 0.1, 4.0])
 
 
 @pytest.mark.parametrize("task", [ExtrapolationTask, StepsTask])
