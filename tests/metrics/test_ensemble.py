@@ -1,4 +1,4 @@
-"""Ensemble, probabilistic and spatial metrics against pysteps.verification on random fields; protocols; DDP."""
+"""Ensemble metrics (CRPS, rank histogram, spread-skill) against pysteps.verification; masks; DDP sync."""
 
 import tempfile
 import warnings
@@ -9,42 +9,17 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from pysteps.postprocessing.ensemblestats import excprob
-from pysteps.verification import ensscores, probscores, spatialscores
-from scipy.ndimage import uniform_filter
+from pysteps.verification import ensscores, probscores
 
 from nowcast_pl.metrics import (
     EnsembleCRPS,
-    EnsembleFSS,
     ExceedanceProbabilityScores,
-    FractionsSkillScore,
     RankHistogram,
     SpreadSkillRatio,
     build_metrics,
-    curve_points,
     flatten_scores,
 )
-from nowcast_pl.metrics.spatial import neighbourhood_fractions
-
-MEMBERS, LEADS = 5, 3
-
-
-def ensemble_fields(seed: int, batch: int = 2, members: int = MEMBERS, size: int = 20, dtype=torch.float64):
-    """(members (B, N, T, H, W), target (B, T, H, W)): smooth-ish fields around 20 with spread ~10, no ties."""
-    generator = torch.Generator().manual_seed(seed)
-    common = torch.randn((batch, 1, LEADS, size, size), generator=generator, dtype=dtype) * 8
-    spread = torch.randn((batch, members, LEADS, size, size), generator=generator, dtype=dtype) * 6
-    target = common[:, 0] + torch.randn((batch, LEADS, size, size), generator=generator, dtype=dtype) * 6
-    return 20 + common + spread, 20 + target
-
-
-def pysteps_members(members: torch.Tensor) -> np.ndarray:
-    """(B, N, T, H, W) -> (N, B·T·H·W) numpy, pysteps' member-first layout."""
-    return members.transpose(0, 1).reshape(members.shape[1], -1).numpy()
-
-
-def lead_slice(members, target, lead):
-    return pysteps_members(members[:, :, lead]), target[:, lead].reshape(-1).numpy()
+from tests.helpers.ensembles import LEADS, MEMBERS, ensemble_fields, lead_slice, pysteps_members
 
 
 def test_crps_standard_equals_pysteps_and_fair_equals_its_definition():
@@ -98,89 +73,6 @@ def test_rank_histogram_splits_ties_evenly_and_applies_min_value():
     assert scores["rank_hist/count"].item() == 2
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered in divide")  # pysteps' empty reliability bins
-@pytest.mark.parametrize("threshold", [15.0, 25.0])
-def test_brier_reliability_and_roc_equal_pysteps(threshold):
-    members, target = ensemble_fields(seed=3)
-    metric = ExceedanceProbabilityScores([threshold], members=MEMBERS, lead_times=LEADS, unit="dBZ",
-                                         probability_thresholds=10)
-    metric.update(members, target)
-    scores = metric.compute()
-    forecast, observed = pysteps_members(members), target.numpy().ravel()
-    probability = excprob(forecast[:, :, None], threshold)[:, 0]
-    label = f"{threshold:g}dBZ"
-    pofd, pod, area = probscores.ROC_curve(probability, observed, threshold, n_prob_thrs=10, compute_area=True)
-    assert scores[f"roc_auc@{label}"].item() == pytest.approx(area, rel=1e-6)
-    thresholds = np.linspace(0, 1, 10)
-    np.testing.assert_allclose([scores[f"roc_pod@{label}/p_{p:.4g}"].item() for p in thresholds], pod, rtol=1e-6)
-    np.testing.assert_allclose([scores[f"roc_pofd@{label}/p_{p:.4g}"].item() for p in thresholds], pofd, rtol=1e-6)
-    mean_probability, frequency = probscores.reldiag(probability, observed, threshold, n_bins=10, min_count=1)
-    got_probability = [scores[f"rel_forecast@{label}/bin_{b:02d}"].item() for b in range(10)]
-    got_frequency = [scores[f"rel_observed@{label}/bin_{b:02d}"].item() for b in range(10)]
-    np.testing.assert_allclose(got_probability, mean_probability, rtol=1e-6)
-    np.testing.assert_allclose(got_frequency, frequency, rtol=1e-6)
-    brier = [np.mean((excprob(lead[0][:, :, None], threshold)[:, 0] - (lead[1] >= threshold)) ** 2)
-             for lead in (lead_slice(members, target, t) for t in range(LEADS))]
-    assert scores[f"brier@{label}/lead_02"].item() == pytest.approx(brier[1], rel=1e-6)
-    assert scores[f"brier@{label}"].item() == pytest.approx(np.mean(brier), rel=1e-6)
-    for lead in range(LEADS):
-        *_, lead_area = probscores.ROC_curve(excprob(lead_slice(members, target, lead)[0][:, :, None], threshold)[:, 0],
-                                             lead_slice(members, target, lead)[1], threshold, 10, True)
-        assert scores[f"roc_auc@{label}/lead_{lead + 1:02d}"].item() == pytest.approx(lead_area, rel=1e-6)
-
-
-def test_perfect_probabilities_have_zero_brier_and_unit_auc():
-    _, target = ensemble_fields(seed=4)
-    members = target[:, None].repeat(1, 3, 1, 1, 1)
-    metric = ExceedanceProbabilityScores([20.0], members=3, lead_times=LEADS)
-    metric.update(members, target)
-    scores = metric.compute()
-    assert scores["brier@20"].item() == 0.0 and scores["roc_auc@20"].item() == pytest.approx(1.0)
-    assert scores["rel_count@20/bin_00"] + scores["rel_count@20/bin_09"] == target.numel()
-
-
-@pytest.mark.parametrize("scale", [1, 2, 5, 8, 25])
-def test_neighbourhood_fractions_equal_scipy_uniform_filter(scale):
-    field = (torch.rand((2, 9, 13), generator=torch.Generator().manual_seed(scale)) > 0.6).double()
-    expected = np.stack([uniform_filter(frame, size=scale, mode="constant", cval=0.0) for frame in field.numpy()])
-    np.testing.assert_allclose(neighbourhood_fractions(field, scale).numpy(), expected, atol=1e-12)
-
-
-@pytest.mark.parametrize("scale", [1, 4, 5])
-def test_deterministic_fss_equals_pysteps(scale):
-    members, target = ensemble_fields(seed=5)
-    forecast = members[:, 0]
-    metric = FractionsSkillScore([20.0, 30.0], scales=[scale], lead_times=LEADS, unit="dBZ")
-    metric.update(forecast, target)
-    scores = metric.compute()
-    for threshold in (20.0, 30.0):
-        overall = spatialscores.fss_init(threshold, scale)
-        for lead in range(LEADS):
-            per_lead = spatialscores.fss_init(threshold, scale)
-            for row in range(forecast.shape[0]):
-                for state in (overall, per_lead):
-                    spatialscores.fss_accum(state, forecast[row, lead].numpy(), target[row, lead].numpy())
-            got = scores[f"fss@{threshold:g}dBZ/s{scale}/lead_{lead + 1:02d}"].item()
-            assert got == pytest.approx(spatialscores.fss_compute(per_lead), rel=1e-6)
-        assert scores[f"fss@{threshold:g}dBZ/s{scale}"].item() == pytest.approx(
-            spatialscores.fss_compute(overall), rel=1e-6)
-
-
-def test_ensemble_fss_uses_the_exceedance_probability_fraction():
-    members, target = ensemble_fields(seed=6)
-    metric = EnsembleFSS([20.0], members=MEMBERS, scales=[1, 6], lead_times=LEADS)
-    metric.update(members, target)
-    scores = metric.compute()
-    probability = (members >= 20).double().mean(dim=1).numpy()
-    observed = (target >= 20).double().numpy()
-    for scale in (1, 6):
-        f = np.stack([uniform_filter(p, size=scale, mode="constant") for p in probability.reshape(-1, 20, 20)])
-        o = np.stack([uniform_filter(x, size=scale, mode="constant") for x in observed.reshape(-1, 20, 20)])
-        expected = 1 - np.sum((f - o) ** 2) / (np.sum(f**2) + np.sum(o**2))
-        assert scores[f"fss_ens@20/s{scale}"].item() == pytest.approx(expected, rel=1e-6)
-    assert scores["fss_ens@20/s6"] > scores["fss_ens@20/s1"]
-
-
 def test_spread_skill_is_one_for_a_consistent_ensemble_and_matches_numpy():
     generator = torch.Generator().manual_seed(7)
     truth_and_members = torch.randn((4, 9, LEADS, 24, 24), generator=generator, dtype=torch.float64) * 5
@@ -224,43 +116,6 @@ def test_ensemble_metrics_reject_a_wrong_member_count_and_shapes():
         SpreadSkillRatio(members=MEMBERS, lead_times=LEADS).update(target, target)
     with pytest.raises(ValueError, match="probability_thresholds"):
         ExceedanceProbabilityScores([1.0], members=2, lead_times=1, probability_thresholds=[0.5, 0.2])
-
-
-def test_build_metrics_adds_ensemble_scores_only_for_several_members():
-    kwargs = {"thresholds": (20.0, 30.0), "lead_times": LEADS, "unit": "dBZ", "data_range": 70.0}
-    deterministic = build_metrics("earthformer", **kwargs)
-    ensemble = build_metrics("earthformer", members=MEMBERS, **kwargs)
-    assert set(ensemble) - set(deterministic) == {"crps", "rank_histogram", "probability", "fss_ens", "spread_skill"}
-    members, target = ensemble_fields(seed=10)
-    deterministic.update(members[:, 0, :, None], target[:, :, None])
-    ensemble.update(members[:, :, :, None], target)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        single, scores = flatten_scores(deterministic.compute()), flatten_scores(ensemble.compute())
-    assert set(single) < set(scores)
-    assert {"crps", "crps/lead_03", "brier@20dBZ", "fss_ens@20dBZ/s4", "rank_hist/bin_05", "spread_skill",
-            "roc_auc@30dBZ", "rel_observed@20dBZ/bin_09", "roc_pod@20dBZ/p_0.3"} <= set(scores)
-    probabilities, pod = curve_points(scores, "roc_pod@20dBZ")
-    assert probabilities == pytest.approx(np.linspace(0, 1, 11)) and pod[0] == 1.0 and pod == sorted(pod)[::-1]
-    ranks, frequencies = curve_points(scores, "rank_hist")
-    assert ranks == list(range(MEMBERS + 1)) and sum(frequencies) == pytest.approx(1.0)
-    pooled = build_metrics("earthformer", **kwargs)
-    for member in range(MEMBERS):  # deterministic scores pool the members, as STLDM does
-        pooled.update(members[:, member], target)
-    for key, value in flatten_scores(pooled.compute()).items():
-        torch.testing.assert_close(scores[key], value, equal_nan=True)
-    with pytest.raises(ValueError, match="ensemble of 5 members"):
-        ensemble.update(members[:, 0], target)
-    assert "fss_ens" not in build_metrics("earthformer", members=1, **kwargs)
-
-
-def test_pysteps_protocol_reports_deterministic_fss():
-    metrics = build_metrics("pysteps", thresholds=(20.0,), lead_times=LEADS, unit="dBZ", data_range=70.0)
-    members, target = ensemble_fields(seed=11, dtype=torch.float32)
-    metrics.update(members[:, 0], target)
-    scores = flatten_scores(metrics.compute())
-    assert {"fss@20dBZ/s1", "fss@20dBZ/s16/lead_03", "csi@20dBZ"} <= set(scores)
-    assert 0 < scores["fss@20dBZ/s1"] < scores["fss@20dBZ/s16"] <= 1
 
 
 def _ensemble_collection():
