@@ -1,4 +1,5 @@
-"""Shared fixtures: the real radar samples (``../shared/radar-samples``) and stores converted from them.
+"""Shared fixtures: the tiny ``store`` of the CLI tests, ``one_torch_thread``, the real radar samples
+(``../shared/radar-samples``) and stores converted from them.
 
 ``fmi_sample_store`` (FMI, 2 days x 40 frames, 5 min, dBZ) and ``bom_sample_store`` (BoM radar 66, 144 frames,
 10 min, mm) are converted once per session with ``nowcast-prep``'s runner; tests that use them are skipped
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from tests.helpers import REPO
+from tests.helpers.stores import write_moving_store
 
 SAMPLES_ENV = "NOWCAST_RADAR_SAMPLES"
 
@@ -30,6 +32,13 @@ def pytest_configure(config) -> None:
 def radar_samples_dir() -> Path:
     """``$NOWCAST_RADAR_SAMPLES``, else ``<repo>/../shared/radar-samples``."""
     return Path(os.environ.get(SAMPLES_ENV) or REPO.parent / "shared" / "radar-samples")
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """The tiny store most CLI tests run on (6 one-day events of 12 moving 16 x 16 frames); read-only, so one per
+    session. A module that needs another store defines its own ``store``."""
+    return write_moving_store(tmp_path_factory.mktemp("tiny") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 @pytest.fixture(scope="session")

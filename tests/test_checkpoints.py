@@ -14,16 +14,10 @@ from nowcast_pl.cli import build_cli, main
 from nowcast_pl.convert.cli import main as convert_main
 from tests.helpers.cli import write_config
 from tests.helpers.scaleout import final_checkpoint, load_checkpoint, scalars
-from tests.helpers.stores import write_moving_store
 
 RAINDIFF = "nowcast_pl.models.raindiff.RainDiffTask"
 TINY_RAINDIFF = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,
                  "thresholds": [20.0, 35.0]}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("guards") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 @pytest.fixture(scope="module")

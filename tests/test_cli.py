@@ -9,12 +9,6 @@ import xarray as xr
 
 from nowcast_pl.cli import build_cli, main
 from tests.helpers.cli import write_config
-from tests.helpers.stores import write_moving_store
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("cli") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 def _run(*args):

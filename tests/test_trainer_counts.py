@@ -6,7 +6,6 @@ from lightning.pytorch.callbacks import Callback
 
 from nowcast_pl.cli import build_cli
 from tests.helpers.cli import write_config
-from tests.helpers.stores import write_moving_store
 
 
 class CountBatches(Callback):
@@ -20,11 +19,6 @@ class CountBatches(Callback):
 
     def on_test_batch_end(self, *args, **kwargs) -> None:
         self.test += 1
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("counts") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 def _counter(cli) -> CountBatches:

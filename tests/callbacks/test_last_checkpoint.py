@@ -22,15 +22,9 @@ from tests.helpers.scaleout import (
     read_step,
     start_fit,
 )
-from tests.helpers.stores import write_moving_store
 
 STEPS_PER_EPOCH = 7  # 15 training windows, batches of 2 (the last, partial one dropped); 3 per rank with 2 ranks
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("last") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 class CheckpointProbe(Callback):

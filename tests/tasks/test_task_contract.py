@@ -1,5 +1,5 @@
 """The stochastic-forecast contract of NowcastTask: ensembles reproducible per window and member, run-time
-sampling settings, EMA evaluation weights, parameter groups, gradient clipping and the file callbacks."""
+sampling settings, one and two processes, and the file callbacks."""
 
 import json
 
@@ -11,19 +11,12 @@ import xarray as xr
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.data.forecast_store import open_forecast, partial_path
 from nowcast_pl.models.simvp import SimVPTask
-from nowcast_pl.tasks.ema import ExponentialMovingAverage
 from tests.helpers.cli import write_config
-from tests.helpers.stores import write_moving_store
 from tests.helpers.toy_diffusion import ToyDiffusionTask
 
 TOY = "tests.helpers.toy_diffusion.ToyDiffusionTask"
 TOY_ARGS = {"sampling_steps": 4, "eval_members": 2, "predict_members": 3, "lr": 1e-3,
             "panel_every_n_val_steps": 0}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("contract") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 def _toy(**kwargs):
@@ -135,86 +128,3 @@ def test_invalid_members_is_a_one_line_config_error(tmp_path, store, capsys):
     with pytest.raises(SystemExit):
         main(["test", "--config", str(cfg), "--runs_root", str(tmp_path / "runs")])
     assert "model.init_args.eval_members must be >= 1" in capsys.readouterr().err
-
-
-def test_ema_update_and_swap_arithmetic():
-    weight = torch.tensor([1.0, 2.0])
-    ema = ExponentialMovingAverage([("w", weight)], decay=0.9)
-    weight += 10.0
-    ema.update([("w", weight)])
-    torch.testing.assert_close(ema.shadows()["w"], torch.tensor([2.0, 3.0]))
-    ema.swap([("w", weight)])
-    assert weight.tolist() == [2.0, 3.0] and ema.shadows()["w"].tolist() == [11.0, 12.0]
-    with pytest.raises(ValueError, match="ema_decay"):
-        ExponentialMovingAverage([], decay=1.0)
-
-
-def test_evaluation_uses_the_ema_weights_and_checkpoints_keep_both(tmp_path, store):
-    cfg = write_config(tmp_path / "c.yaml", store,
-                       model_args={"ema_decay": 0.5, "panel_every_n_val_steps": 0},
-                       trainer={"max_steps": 4, "limit_val_batches": 1, "val_check_interval": 2})
-    common = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "ema"]
-    fit = build_cli(["fit", *common])
-    raw = {k: v.clone() for k, v in fit.model.net.state_dict().items()}
-    state = torch.load(tmp_path / "runs/ema/checkpoints/last.ckpt", weights_only=True)["state_dict"]
-    for key, value in raw.items():
-        torch.testing.assert_close(state[f"net.{key}"], value)  # trained weights under their own names
-    shadow = {k: state[f"ema.net__{k.replace('.', '__')}"] for k in raw}
-    assert any(not torch.equal(shadow[k], raw[k]) for k in raw)
-    seen = {}
-
-    def capture(batch, batch_idx):
-        seen.update({k: v.clone() for k, v in test.model.net.state_dict().items()})
-
-    test = build_cli(common, run=False)
-    test.model.on_test_batch_start = capture
-    test.trainer.test(test.model, datamodule=test.datamodule, ckpt_path="last")
-    for key in raw:
-        torch.testing.assert_close(seen[key], shadow[key])
-        torch.testing.assert_close(test.model.net.state_dict()[key], raw[key])  # swapped back after test
-
-
-def test_param_groups_lr_multipliers_and_frozen_modules(tmp_path, store):
-    task = SimVPTask(in_frames=4, out_frames=4, hid_S=8, hid_T=16, N_S=2, N_T=2, translator="gsta",
-                     weight_decay=0.05, lr=1e-3, lr_multipliers={"net.decoder": 0.1},
-                     frozen_modules=["net.encoder"], thresholds=[20.0])
-    task.configure_model()
-    groups = {g["name"]: g for g in task.param_groups()}
-    assert set(groups) == {"all/decay", "all/no_decay", "net.decoder/decay", "net.decoder/no_decay"}
-    assert groups["net.decoder/decay"]["lr"] == pytest.approx(1e-4) and groups["all/no_decay"]["weight_decay"] == 0
-    names = {id(p): n for n, p in task.named_parameters()}
-    no_decay = [names[id(p)] for p in groups["all/no_decay"]["params"]]
-    assert any("layer_scale" in n for n in no_decay) and all(p.ndim <= 1 or "layer_scale" in names[id(p)]
-                                                               for p in groups["all/no_decay"]["params"])
-    grouped = {names[id(p)] for g in groups.values() for p in g["params"]}
-    assert not any(n.startswith("net.encoder.") for n in grouped)
-    with pytest.raises(ValueError, match="frozen_modules: SimVPTask has no sub-module 'vae'"):
-        SimVPTask(in_frames=4, out_frames=4, frozen_modules=["vae"], thresholds=[20.0]).configure_model()
-
-
-def test_frozen_modules_do_not_change_in_training(tmp_path, store):
-    cfg = write_config(tmp_path / "c.yaml", store, model_args={"frozen_modules": ["net.encoder"]},
-                       trainer={"max_steps": 3, "limit_val_batches": 0})
-    args = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "frozen"]
-    initial = build_cli(args, run=False).model.state_dict()  # same seed_everything: the initial weights
-    build_cli(["fit", *args])
-    state = torch.load(tmp_path / "runs/frozen/checkpoints/last.ckpt", weights_only=True)["state_dict"]
-    encoder = [k for k in state if k.startswith("net.encoder.")]
-    decoder = [k for k in state if k.startswith("net.decoder.") and k.endswith("weight")]
-    assert encoder and all(torch.equal(state[k], initial[k]) for k in encoder)  # BN statistics included
-    assert any(not torch.equal(state[k], initial[k]) for k in decoder)
-
-
-def test_gradient_clipping_comes_from_the_model_config(tmp_path, store, monkeypatch):
-    norms = []
-    original = torch.nn.utils.clip_grad_norm_
-
-    def spy(parameters, max_norm, *args, **kwargs):
-        norms.append(max_norm)
-        return original(parameters, max_norm, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
-    cfg = write_config(tmp_path / "c.yaml", store, model_args={"gradient_clip_norm": 0.25},
-                       trainer={"max_steps": 2, "limit_val_batches": 0})
-    build_cli(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "clip"])
-    assert norms == [0.25, 0.25]

@@ -13,7 +13,6 @@ from nowcast_pl.models.baselines import ExtrapolationTask, PersistenceTask, Step
 from nowcast_pl.models.baselines.steps import row_seeds
 from tests.helpers import REPO
 from tests.helpers.cli import write_config
-from tests.helpers.stores import write_moving_store
 
 TASK_ARGS = {"in_frames": 4, "out_frames": 6, "value_range": (-10.0, 60.0), "units": "dBZ",
              "time_step_minutes": 5.0, "thresholds": [20.0, 35.0], "protocol": "earthformer"}
@@ -27,11 +26,6 @@ def advected_cells(size: int = 32, frames: int = 10, speed: int = 2, seed: int =
         cells = np.kron(rng.random((size // 4 + frames, size // 4 + frames)), np.ones((4, 4))) * 70 - 20
         rows.append(np.stack([np.roll(cells, t * speed, axis=1)[:size, :size] for t in range(frames)]))
     return torch.from_numpy((np.clip(np.stack(rows), -10, 60) + 10) / 70).float()[:, :, None]
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("baselines") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 @pytest.mark.parametrize("task", [ExtrapolationTask, StepsTask])

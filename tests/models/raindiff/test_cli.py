@@ -12,16 +12,10 @@ from nowcast_pl.convert.cli import main as convert_main
 from nowcast_pl.models.raindiff.convert import export_official_names
 from nowcast_pl.models.raindiff.network import RainDiffNet
 from tests.helpers.cli import write_config
-from tests.helpers.stores import write_moving_store
 
 TASK = "nowcast_pl.models.raindiff.RainDiffTask"
 TINY = {"dim": 8, "dim_mults": [1, 2], "hid_S": 8, "hid_T": 16, "N_T": 2, "sampling_steps": 2,
         "thresholds": [20.0, 35.0], "warmup_steps": 2}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("raindiff") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 def _common(tmp_path, config, run):

@@ -12,18 +12,12 @@ from nowcast_pl.models.stldm.convert import export_official, write_checkpoint
 from nowcast_pl.models.stldm.task import STLDMTask
 from tests.helpers import REPO
 from tests.helpers.cli import write_config
-from tests.helpers.stores import write_moving_store
 
 CONFIGS = REPO / "configs"
 TINY_ARGS = {"latent_channels": 8, "translator_width": 16, "translator_depth": 2, "unet_base": 16,
              "unet_mults": [1, 2], "patch_size": 4, "groups": 4, "heads": 2, "dim_head": 8, "sampling_steps": 2,
              "eval_members": 2, "protocol": "stldm", "warmup_steps": 1, "lr": 1e-3,
              "panel_every_n_val_steps": 0}
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("stldm") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 def test_fit_then_test_writes_metrics(tmp_path, store):
