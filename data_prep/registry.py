@@ -22,6 +22,7 @@ CONVERTER_MODULES = (
     "data_prep.meteonet",
     "data_prep.shanghai",
     "data_prep.cikm",
+    "data_prep.mlcast",
 )
 
 

@@ -182,6 +182,11 @@ class RadarDataModule(pl.LightningDataModule):
         """(N,) int64 UTC epoch seconds of the forecast start of every window of a set-up split, in order."""
         return self.datasets[split_name].init_times
 
+    def window_events(self, split_name: str) -> np.ndarray:
+        """(N,) int64 store event index of every window of a set-up split, in order (names: ``store.event_names``)."""
+        dataset = self.datasets[split_name]
+        return self.store.event[dataset.starts].astype(np.int64)
+
     def to_physical(self, values):
         """[0, 1] model values (array or tensor) → the store's physical units, e.g. dBZ."""
         return unit_to_physical(values, self.value_range)

@@ -182,12 +182,14 @@ def _check_attrs(path: str, where: str, attrs: dict[str, Any], required: dict[st
             raise _fail(path, f"{where} attribute '{key}' must be {kind}, got {value!r}")
 
 
-def validate_group(group: Any, path: str) -> None:
+def validate_group(group: Any, path: str, require_complete: bool = True) -> None:
     """Check an opened Zarr group against the schema.
 
     Args:
         group: a ``zarr.Group`` opened read-only.
         path: store path, used in error messages.
+        require_complete: refuse a store not yet marked complete (False: check a finished conversion before
+            it is marked).
 
     Raises:
         StoreValidationError: naming the first missing or wrong field and how to fix it.
@@ -200,7 +202,7 @@ def validate_group(group: Any, path: str) -> None:
             "is this a store written by nowcast-prep / nowcast_pl.data.RadarStoreWriter?",
         )
     _check_attrs(path, "group", attrs, REQUIRED_GROUP_ATTRS)
-    if not attrs["complete"]:
+    if require_complete and not attrs["complete"]:
         raise _fail(
             path,
             "store is incomplete (attribute 'complete' is false): its conversion was interrupted; "

@@ -297,14 +297,15 @@ class RadarStoreWriter:
         return frames
 
     def finalize(self, **extra_attrs: Any) -> None:
-        """Consolidate the store's metadata, then mark it complete (optionally recording extra attributes such
-        as a conversion report) in one write of its ``zarr.json``, so a kill never leaves a complete store
-        without consolidated metadata."""
+        """Check the store against the schema, consolidate its metadata, then mark it complete (optionally
+        recording extra attributes such as a conversion report) in one write of its ``zarr.json``, so a kill
+        never leaves a complete store without consolidated metadata, and a store that fails the checks is never
+        marked complete."""
+        validate_group(open_group(self.path), str(self.path), require_complete=False)
         consolidate(self.path)
         # Opened with its consolidated metadata, which the attribute update then writes back unchanged.
         group = zarr.open_group(str(self.path), mode="r+", zarr_format=3)
         group.attrs.update({**extra_attrs, "complete": True})
-        validate_group(open_group(self.path), str(self.path))
 
 
 class RadarStore:

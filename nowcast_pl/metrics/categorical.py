@@ -93,6 +93,25 @@ def contingency_scores(
     }
 
 
+def aggregated_scores(
+    counts: Sequence[Tensor], aggregation: Aggregation
+) -> tuple[dict[Score, Tensor], dict[Score, Tensor]]:
+    """CSI, POD, FAR and HSS per lead time and aggregated over lead times (see :class:`CategoricalScores`).
+
+    Args:
+        counts: float64 H, M, F, R, each (..., T): leading axes (thresholds, bootstrap resamples) are kept.
+        aggregation: ``"per_lead"`` (mean of the per-lead scores) or ``"global"`` (scores of the counts summed
+            over lead times).
+
+    Returns:
+        ``(per_lead, aggregated)``: score → (..., T) and score → (...), NaN where 0/0.
+    """
+    per_lead = contingency_scores(*counts)
+    if aggregation == "global":
+        return per_lead, contingency_scores(*(c.sum(dim=-1) for c in counts))
+    return per_lead, {score: values.mean(dim=-1) for score, values in per_lead.items()}
+
+
 class CategoricalScores(Metric):
     """Contingency counts per threshold and lead time, and the CSI/POD/FAR/HSS derived from them.
 
@@ -206,12 +225,7 @@ class CategoricalScores(Metric):
     def compute(self) -> dict[str, Tensor]:
         """Return the scores keyed as in the class docstring, float32 scalars, NaN where undefined."""
         states = (self.hits, self.misses, self.false_alarms, self.correct_negatives)
-        counts = [state.to(torch.float64) for state in states]
-        per_lead = contingency_scores(*counts)
-        if self.aggregation == "global":
-            aggregated = contingency_scores(*(c.sum(dim=1) for c in counts))
-        else:
-            aggregated = {score: values.mean(dim=1) for score, values in per_lead.items()}
+        per_lead, aggregated = aggregated_scores([state.to(torch.float64) for state in states], self.aggregation)
         results: dict[str, Tensor] = {}
         for score in self.scores:
             for index, threshold in enumerate(self.thresholds):

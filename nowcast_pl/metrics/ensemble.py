@@ -37,6 +37,21 @@ def mean_pairwise_distance(members: Tensor) -> Tensor:
     return 2 * (weights * ordered).sum(dim=1) / count**2
 
 
+def crps_from_sums(absolute_error_sum: Tensor, pairwise_distance_sum: Tensor, pixel_count: Tensor, *,
+                   fair_factor: float = 1.0) -> Tensor:
+    """Mean CRPS over the counted pixels (:class:`EnsembleCRPS`), elementwise over any shape (lead times, ...).
+
+    Args:
+        absolute_error_sum: Σ over pixels of (1/N) Σ_i |x_i − y|, float64.
+        pairwise_distance_sum: Σ over pixels of (1/N²) Σ_ij |x_i − x_j|, float64.
+        pixel_count: pixels counted (NaN result where 0).
+        fair_factor: 1 for the standard CRPS, N/(N − 1) for the fair CRPS.
+    """
+    count = pixel_count.to(torch.float64)
+    absolute, pairwise = absolute_error_sum / count, pairwise_distance_sum / count
+    return absolute - fair_factor * pairwise / 2
+
+
 class _PerLeadEnsembleSums(Metric):
     """Base of the ensemble metrics that keep float64 sums per lead time (``sum_states``) and a pixel count.
 
@@ -101,11 +116,9 @@ class EnsembleCRPS(_PerLeadEnsembleSums):
 
     def compute(self) -> dict[str, Tensor]:
         """Return ``crps``, ``crps/lead_01`` ..., ``crps_fair``, ``crps_fair/lead_01`` ... (NaN: no pixel)."""
-        count = self.pixel_count.to(torch.float64)
-        absolute, pairwise = self.absolute_error_sum / count, self.pairwise_distance_sum / count
-        fair_factor = self.members / (self.members - 1)
-        scores = lead_time_scores("crps", absolute - pairwise / 2)
-        scores |= lead_time_scores("crps_fair", absolute - fair_factor * pairwise / 2)
+        sums = (self.absolute_error_sum, self.pairwise_distance_sum, self.pixel_count)
+        scores = lead_time_scores("crps", crps_from_sums(*sums))
+        scores |= lead_time_scores("crps_fair", crps_from_sums(*sums, fair_factor=self.members / (self.members - 1)))
         warn_if_undefined(scores, type(self).__name__, "no valid pixel at that lead time")
         return scores
 

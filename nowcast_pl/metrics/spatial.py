@@ -40,6 +40,23 @@ def neighbourhood_fractions(fields: Tensor, scale: int) -> Tensor:
     return F.avg_pool2d(frames, kernel_size=scale, stride=1).view(*leading, height, width)
 
 
+def fss_from_sums(forecast_square_sum: Tensor, product_sum: Tensor, observed_square_sum: Tensor
+                  ) -> tuple[Tensor, Tensor]:
+    """FSS per lead time and from the sums over lead times (Roberts & Lean 2008, eq. 5-7).
+
+    Args:
+        forecast_square_sum, product_sum, observed_square_sum: float64 ΣF², ΣFO, ΣO², each (..., T); leading
+            axes (thresholds, scales, bootstrap resamples) are kept.
+
+    Returns:
+        ``(per_lead (..., T), aggregated (...))``, NaN where ΣF² + ΣO² = 0.
+    """
+    ff, fo, oo = forecast_square_sum, product_sum, observed_square_sum
+    per_lead = 1 - (ff - 2 * fo + oo) / (ff + oo)
+    ff, fo, oo = ff.sum(dim=-1), fo.sum(dim=-1), oo.sum(dim=-1)
+    return per_lead, 1 - (ff - 2 * fo + oo) / (ff + oo)
+
+
 class FractionsSkillScore(Metric):
     """FSS per threshold, scale and lead time of a deterministic forecast (update with (B, T, H, W) fields).
 
@@ -105,10 +122,7 @@ class FractionsSkillScore(Metric):
 
     def compute(self) -> dict[str, Tensor]:
         """Return the keys listed in the class docstring, float32 scalars, NaN where undefined."""
-        ff, fo, oo = self.forecast_square_sum, self.product_sum, self.observed_square_sum
-        per_lead = 1 - (ff - 2 * fo + oo) / (ff + oo)
-        ff, fo, oo = ff.sum(dim=-1), fo.sum(dim=-1), oo.sum(dim=-1)
-        aggregated = 1 - (ff - 2 * fo + oo) / (ff + oo)
+        per_lead, aggregated = fss_from_sums(self.forecast_square_sum, self.product_sum, self.observed_square_sum)
         scores: dict[str, Tensor] = {}
         for index, threshold in enumerate(self.thresholds):
             for position, scale in enumerate(self.scales):

@@ -8,9 +8,11 @@ The data (store, split, grid, ``value_range``) come from the ``data`` section of
 ``nowcast fit --config ...`` reads it (:func:`nowcast_pl.config.read_config`: ``config:`` includes, several
 ``--config``, and overrides such as ``--data.init_args.batch_size 2`` after the report's own options);
 thresholds and protocol from its ``model.init_args`` unless given. Writes into ``--output``: ``report.md`` and
-``table.csv`` (per threshold and lead time), ``scores/<source>.json``, ``{csi,hss,fss,crps}_by_lead.png``,
-``rank_histogram.png`` and ``reliability.png`` (ensembles), and ``panel_<source>.gif``; then prints one
-comparison line (CSI at the lowest threshold, CRPS) of ``--candidate`` against every other source.
+``table.csv`` (per threshold and lead time, each score with its interval ``<score>_lo``, ``<score>_hi``),
+``scores/<source>.json``, ``intervals.json``, ``{csi,hss,fss,crps}_by_lead.png``, ``rank_histogram.png`` and
+``reliability.png`` (ensembles), and ``panel_<source>.gif``; then prints one comparison line (CSI at the lowest
+threshold, CRPS) of ``--candidate`` against every other source, each difference with its paired interval.
+Intervals are percentile intervals of a bootstrap over whole events (:mod:`nowcast_pl.report.intervals`).
 """
 
 from __future__ import annotations
@@ -22,8 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from nowcast_pl.config import read_config
-from nowcast_pl.report.evaluate import evaluate_sources
+from nowcast_pl.metrics.bootstrap import Interval
+from nowcast_pl.report.evaluate import Evaluation, evaluate_sources
 from nowcast_pl.report.figures import panel_gif
+from nowcast_pl.report.intervals import BootstrapSettings, ScoreIntervals
 from nowcast_pl.report.sources import EvaluationSettings, load_source
 from nowcast_pl.report.tables import markdown_report, score_key, table_rows, write_csv
 from nowcast_pl.viz import ensemble_figures, lead_time_figure, plt
@@ -48,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--candidate", help="source compared with all others (default: the first)")
     parser.add_argument("--require-beat", action="append", default=[], metavar="NAME",
                         help="exit with status 1 unless the candidate beats NAME on both CSI and CRPS")
+    parser.add_argument("--resamples", type=int, default=1000,
+                        help="bootstrap resamples of the events for the intervals")
+    parser.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the bootstrap draws")
+    parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals")
     return parser
 
 
@@ -64,28 +72,38 @@ def run_report(args: argparse.Namespace, overrides: list[str] = ()) -> int:
     datamodule = report.datamodule
     named = [spec.split("=", 1) if "=" in spec else (Path(spec).stem, spec) for spec in args.source]
     sources = [load_source(name, path, report, settings) for name, path in named]
-    scores, panel = evaluate_sources(sources, datamodule, settings, split=args.split, max_batches=args.max_batches,
-                                     panel_window=args.panel_window, fss_scales=(1, args.fss_scale, 16))
+    bootstrap = BootstrapSettings(resamples=args.resamples, seed=args.bootstrap_seed, confidence=args.confidence)
+    candidate = args.candidate or sources[0].name
+    for name in [candidate, *args.require_beat]:
+        if name not in {source.name for source in sources}:
+            raise ValueError(f"nowcast report: no source named {name!r}; sources: {sorted(s.name for s in sources)}")
+    evaluation = evaluate_sources(sources, datamodule, settings, split=args.split, max_batches=args.max_batches,
+                                  panel_window=args.panel_window, fss_scales=(1, args.fss_scale, 16))
+    intervals = ScoreIntervals(evaluation.statistics, evaluation.events, evaluation.event_names, bootstrap)
     members = {source.name: source.members for source in sources}
-    written = write_outputs(args.output, scores, members, panel, datamodule, settings, args.fss_scale)
+    written = write_outputs(args.output, evaluation, intervals, members, datamodule, settings, args.fss_scale,
+                            candidate)
     print(f"report         {args.output}")
     for what, path in written.items():
         print(f"  {what:<14} {path}")
-    candidate = args.candidate or sources[0].name
-    return print_comparisons(scores, candidate, settings, datamodule.units, args.require_beat)
+    print(intervals.describe(args.split))
+    return print_comparisons(evaluation.scores, intervals, candidate, settings, datamodule.units, args.require_beat)
 
 
-def write_outputs(folder: Path, scores, members, panel, datamodule, settings: EvaluationSettings,
-                  fss_scale: int) -> dict[str, Path]:
-    """Write the tables, score JSONs, figures and GIFs; returns what → path."""
+def write_outputs(folder: Path, evaluation: Evaluation, intervals: ScoreIntervals, members: dict[str, int],
+                  datamodule, settings: EvaluationSettings, fss_scale: int, candidate: str) -> dict[str, Path]:
+    """Write the tables, score and interval JSONs, figures and GIFs; returns what → path."""
+    scores, panel = evaluation.scores, evaluation.panel
     (folder / "scores").mkdir(parents=True, exist_ok=True)
     layout = dict(thresholds=settings.thresholds, unit=datamodule.units, out_frames=datamodule.out_frames,
                   time_step_minutes=datamodule.time_step_minutes, fss_scale=fss_scale)
     for name, values in scores.items():
         (folder / "scores" / f"{name}.json").write_text(json.dumps(values, indent=1, sort_keys=True))
-    written = {"table": folder / "table.csv", "markdown": folder / "report.md", "scores": folder / "scores"}
-    write_csv(table_rows(scores, **layout), written["table"])
-    written["markdown"].write_text(markdown_report(scores, members, **layout))
+    written = {"table": folder / "table.csv", "markdown": folder / "report.md", "scores": folder / "scores",
+               "intervals": folder / "intervals.json"}
+    write_csv(table_rows(scores, intervals=intervals, **layout), written["table"])
+    written["markdown"].write_text(markdown_report(scores, members, intervals=intervals, **layout))
+    written["intervals"].write_text(json.dumps(intervals.to_json(candidate), indent=1))
     figures = {f"{score}_by_lead": lead_time_figure(scores, score, **layout) for score in ("csi", "hss", "fss", "crps")}
     figures |= ensemble_figures(scores, thresholds=settings.thresholds, unit=datamodule.units)
     for name, figure in figures.items():
@@ -101,16 +119,14 @@ def write_outputs(folder: Path, scores, members, panel, datamodule, settings: Ev
     return written
 
 
-def print_comparisons(scores: dict[str, dict[str, float]], candidate: str, settings: EvaluationSettings, unit: str,
-                      require_beat: list[str]) -> int:
-    """One line per other source: CSI at the lowest threshold (higher is better) and CRPS (lower is better).
+def print_comparisons(scores: dict[str, dict[str, float]], intervals: ScoreIntervals, candidate: str,
+                      settings: EvaluationSettings, unit: str, require_beat: list[str]) -> int:
+    """One line per other source: CSI at the lowest threshold (higher is better) and CRPS (lower is better), each
+    with the difference candidate − other and its paired interval ("not significant" when it contains 0).
 
     Returns:
-        1 if the candidate does not beat every ``require_beat`` source on both scores, else 0.
+        1 if the candidate does not beat every ``require_beat`` source on both scores (point estimates), else 0.
     """
-    for name in [candidate, *require_beat]:
-        if name not in scores:
-            raise ValueError(f"nowcast report: no source named {name!r}; sources: {sorted(scores)}")
     key = score_key("csi", min(settings.thresholds), unit)
     mine = scores[candidate]
     status = 0
@@ -119,12 +135,22 @@ def print_comparisons(scores: dict[str, dict[str, float]], candidate: str, setti
             continue
         csi_better, crps_better = mine[key] > theirs[key], mine["crps"] < theirs["crps"]
         verdict = "beats" if csi_better and crps_better else "does NOT beat"
-        print(f"{candidate} {verdict} {name}: {key} {mine[key]:.3f} vs {theirs[key]:.3f} "
-              f"({'better' if csi_better else 'worse'}), CRPS {mine['crps']:.3f} vs {theirs['crps']:.3f} {unit} "
-              f"({'better' if crps_better else 'worse'})")
+        csi = _difference(csi_better, intervals.difference(candidate, name, key))
+        crps = _difference(crps_better, intervals.difference(candidate, name, "crps"))
+        print(f"{candidate} {verdict} {name}: {key} {mine[key]:.3f} vs {theirs[key]:.3f} ({csi}), "
+              f"CRPS {mine['crps']:.3f} vs {theirs['crps']:.3f} {unit} ({crps})")
         if name in require_beat and not (csi_better and crps_better):
             status = 1
     return status
+
+
+def _difference(better: bool, difference: Interval) -> str:
+    """"better, +0.073 [+0.051, +0.095]", with ", not significant" when the interval contains 0."""
+    text = f"{'better' if better else 'worse'}, {difference.estimate:+.3f}"
+    if not difference.defined:
+        return f"{text}, no interval"
+    text += f" [{difference.low:+.3f}, {difference.high:+.3f}]"
+    return f"{text}, not significant" if difference.contains(0.0) else text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from nowcast_pl.metrics import EvaluationMetrics, build_metrics, flatten_scores, resolve_protocol
+from nowcast_pl.report.intervals import EventStatistics
 from nowcast_pl.report.sources import EvaluationSettings, ModelSource, StoreSource
 
 Source = ModelSource | StoreSource
@@ -52,10 +53,29 @@ def metrics_for(settings: EvaluationSettings, members: int, datamodule: Any, fss
                          unit=datamodule.units, data_range=hi - lo, members=members)
 
 
+@dataclass
+class Evaluation:
+    """What :func:`evaluate_sources` measured.
+
+    Attributes:
+        scores: source → flat scores (keys as in ``docs/metrics.md``).
+        panel: the window kept for the GIF panels.
+        statistics: source → what each event's windows added to its metrics' sum states (for intervals).
+        events: store indices of the scored events, in store order.
+        event_names: their names.
+    """
+
+    scores: dict[str, dict[str, float]]
+    panel: PanelWindow
+    statistics: dict[str, EventStatistics]
+    events: list[int]
+    event_names: list[str]
+
+
 def evaluate_sources(sources: list[Source], datamodule: Any, settings: EvaluationSettings, *, split: str = "test",
                      max_batches: int | None = None, panel_window: int = 0,
-                     fss_scales: tuple[int, ...] = (1, 4, 16)) -> tuple[dict[str, dict[str, float]], PanelWindow]:
-    """Scores of every source on the windows of ``split``, and the panel window's forecasts.
+                     fss_scales: tuple[int, ...] = (1, 4, 16)) -> Evaluation:
+    """Scores of every source on the windows of ``split``, per-event statistics, and the panel window's forecasts.
 
     Args:
         sources: from :func:`nowcast_pl.report.sources.load_source`.
@@ -67,11 +87,13 @@ def evaluate_sources(sources: list[Source], datamodule: Any, settings: Evaluatio
         fss_scales: neighbourhood sides (pixels) of the FSS when the protocol has none.
 
     Returns:
-        ``{source: flat scores}`` (keys as in ``docs/metrics.md``) and the panel window.
+        An :class:`Evaluation`; every window's scores go to the event it belongs to, so intervals can resample
+        whole events.
     """
     datamodule.setup({"test": "test", "val": "validate", "predict": "predict"}[split])
     loader = getattr(datamodule, f"{split}_dataloader")()
-    metrics = {s.name: metrics_for(settings, s.members, datamodule, fss_scales) for s in sources}
+    window_events = datamodule.window_events(split)
+    statistics = {s.name: EventStatistics(metrics_for(settings, s.members, datamodule, fss_scales)) for s in sources}
     panel = None
     for index, batch in enumerate(loader):
         if max_batches is not None and index >= max_batches:
@@ -83,15 +105,21 @@ def evaluate_sources(sources: list[Source], datamodule: Any, settings: Evaluatio
             row = rows[0]
             panel = PanelWindow(inputs=datamodule.to_physical(batch["inputs"][row, :, 0].numpy()),
                                 truth=truth[row, :, 0].numpy(), init_time=int(batch["init_time"][row]))
+        events = window_events[batch["window"].numpy()]
         for source in sources:
             forecast = source.forecast(batch)
-            metrics[source.name].update(forecast, truth, mask)
+            for event in np.unique(events):
+                chosen = torch.from_numpy(events == event)
+                statistics[source.name].update(event, forecast[chosen], truth[chosen], mask[chosen])
             if rows:
                 shown = forecast[row, :PANEL_MEMBERS, :, 0]
                 panel.forecasts[source.name] = torch.cat([shown, forecast[row, :, :, 0].mean(0, keepdim=True)]).numpy()
     if panel is None:
         raise ValueError(f"the report's panel_window {panel_window} is not among the scored windows of '{split}'")
-    return {name: _scores(collection) for name, collection in metrics.items()}, panel
+    scores = {name: _scores(stats.metrics) for name, stats in statistics.items()}
+    events = sorted(next(iter(statistics.values())).sums)
+    names = [str(name) for name in datamodule.store.event_names[events]]
+    return Evaluation(scores=scores, panel=panel, statistics=statistics, events=events, event_names=names)
 
 
 def _scores(collection: EvaluationMetrics) -> dict[str, float]:

@@ -138,3 +138,13 @@ def test_store_attributes_are_json_metadata(tmp_path):
     attrs = json.loads((path / "zarr.json").read_text())["attributes"]
     assert attrs["time_step_seconds"] == 300 and attrs["pixel_size_m"] == 1000.0
     assert attrs["complete"] is True and attrs["licence"] == "CC0-1.0"
+
+
+def test_a_store_that_fails_the_checks_is_never_marked_complete(tmp_path):
+    path = tmp_path / "s.zarr"
+    writer = _writer(path)
+    writer.append_event("e0", event_times(0, 4), np.zeros((4, 8, 8), np.uint8))
+    writer.group["time"][2] = writer.group["time"][1]  # damaged between the append and the finalisation
+    with pytest.raises(StoreValidationError, match="'time' must increase strictly"):
+        writer.finalize()
+    assert not zarr.open_group(str(path), mode="r").attrs["complete"]

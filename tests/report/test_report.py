@@ -56,6 +56,13 @@ def test_report_scores_runs_baselines_and_stores_into_tables_figures_and_gifs(ru
     row = next(r for r in rows if r["source"] == "persistence" and r["threshold"] == "35 dBZ"
                and r["lead_time_min"] == "10")
     assert float(row["csi"]) == pytest.approx(scores["persistence"]["csi@35dBZ/lead_02"])
+    assert float(row["csi_lo"]) <= float(row["csi"]) <= float(row["csi_hi"])
+    intervals = json.loads((out / "intervals.json").read_text())
+    assert (intervals["seed"], intervals["resamples"], intervals["events"]) == (0, 1000, ["ev004", "ev005"])
+    assert [float(row["crps_lo"]), float(row["crps_hi"])] == intervals["intervals"]["persistence"]["crps/lead_02"]
+    # The same forecasts: every paired difference is 0, printed as not significant.
+    assert intervals["differences"]["toy - toy_store"]["csi@20dBZ"] == [0.0, 0.0, 0.0]
+    assert "(worse, +0.000 [+0.000, +0.000], not significant)" in printed
     markdown = (out / "report.md").read_text()
     assert "## CSI at 20dBZ by lead time" in markdown and "| persistence | 1 |" in markdown
     for name in ("csi_by_lead", "hss_by_lead", "fss_by_lead", "crps_by_lead", "rank_histogram", "reliability"):
