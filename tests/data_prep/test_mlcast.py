@@ -21,7 +21,7 @@ from nowcast_pl.data.forecast_store import (
 from nowcast_pl.data.georef import ModelGrid
 from nowcast_pl.data.mlcast import MlcastAttributes, missing_times
 from nowcast_pl.data.mlcast_export import export_mlcast
-from tests.mlcast_factory import (
+from tests.helpers.mlcast import (
     ATTRIBUTES,
     MISSING,
     PROJECTION,
@@ -30,7 +30,7 @@ from tests.mlcast_factory import (
     validator_failures,
     write_mlcast_dataset,
 )
-from tests.store_factory import ENCODING, write_moving_store
+from tests.helpers.stores import ENCODING, write_moving_store
 
 EXPORT_ARGS = ["--license", ATTRIBUTES["license"], "--created-by", ATTRIBUTES["created_by"],
                "--created-with", ATTRIBUTES["created_with"], "--identifier", "FI-TEST-dbz"]
@@ -196,15 +196,6 @@ def test_export_mistakes_give_one_line(tmp_path, capsys):
     assert main(["export-mlcast", str(store), "--dst", str(tmp_path / "taken"), *EXPORT_ARGS, "--overwrite"]) == 1
     assert "is not an mlcast dataset, so it is not replaced" in _one_line_error(capsys)
     assert (tmp_path / "taken" / "notes.txt").read_text() == "keep"
-
-
-def test_missing_times_are_the_gaps_on_the_smallest_step():
-    times = np.array(["2020-01-01T00:00", "2020-01-01T00:05", "2020-01-01T00:20"], dtype="datetime64[s]")
-    np.testing.assert_array_equal(missing_times(times),
-                                  np.array(["2020-01-01T00:10", "2020-01-01T00:15"], dtype="datetime64[s]"))
-    with pytest.raises(ValueError, match="time 2020-01-01T00:12:00 is not on the regular step of 300 s"):
-        missing_times(np.append(times[:2], np.datetime64("2020-01-01T00:12", "s")))
-
 
 
 def test_export_killed_midway_leaves_the_previous_dataset(tmp_path, monkeypatch):
