@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 import zarr
 
-from data_prep.base import ConversionReport
 from data_prep.composites import BomConverter, FmiConverter, KnmiConverter, MchConverter, OdimConverter
 from data_prep.errors import UsageError
 from data_prep.operational import pysteps_importer
-from data_prep.patterns import Match, TimePattern
 from data_prep.runner import convert
-from data_prep.timeline import Grid, build_events, infer_step_seconds
-from data_prep.units import encode_clipped, encoding_for_unit, rain_to_dbz, valid_raw_range
+from data_prep.units import rain_to_dbz
 from nowcast_pl.data.store import RadarStore
 from tests.helpers.archives.operational import (
     BOM_NAME,
@@ -34,84 +31,6 @@ def _decoded_vs_importer(store, index, want):
     want = np.ma.filled(np.ma.asarray(want, dtype=np.float64), np.nan)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     return got[np.isfinite(got)], want[np.isfinite(want)]
-
-
-# -- patterns ---------------------------------------------------------------------------------------------
-
-
-def test_pattern_parses_directives_wildcards_and_day_of_year():
-    pattern = TimePattern("%Y%m%d/AQC%y%j%H%M?_00005.801.gif")
-    assert pattern.parse("20150515/AQC151351205V_00005.801.gif") == dt.datetime(2015, 5, 15, 12, 5)
-    assert pattern.format(dt.datetime(2015, 5, 15, 12, 5)) == "20150515/AQC151351205?_00005.801.gif"
-    with pytest.raises(ValueError, match="differs"):
-        pattern.parse("20150516/AQC151351205V_00005.801.gif")
-    with pytest.raises(ValueError, match="not a valid time"):
-        TimePattern("%Y%m%d%H%M.h5").parse("201513011200.h5")
-
-
-@pytest.mark.parametrize("bad", ["%H%M.gif", "%Y%b%d.gif", "/abs/%Y%m%d.gif"])
-def test_pattern_rejects_patterns_without_a_date(bad):
-    with pytest.raises(ValueError, match="time pattern"):
-        TimePattern(bad)
-
-
-def test_discovery_reports_files_with_impossible_times(tmp_path):
-    for name in ("202101010000.x", "202113010000.x", "notes.txt"):
-        (tmp_path / name).write_text("")
-    found = TimePattern("%Y%m%d%H%M.x").discover(tmp_path)
-    assert [m.path.name for m in found.matches] == ["202101010000.x"]
-    assert [p.name for p, _ in found.rejected] == ["202113010000.x"]
-
-
-# -- time grid -------------------------------------------------------------------------------------------
-
-
-def _matches(minutes):
-    return [Match(tmp, T0 + dt.timedelta(minutes=m)) for m, tmp in zip(minutes, map(str, minutes), strict=True)]
-
-
-def test_gap_of_one_step_is_a_missing_frame_and_longer_gaps_split():
-    report = ConversionReport()
-    events = build_events(
-        _matches([0, 5, 15, 20, 40, 45]), Grid(300, max_gap=1), report, prefix="x", expected_path=lambda t: f"{t:%H%M}"
-    )
-    assert [e.name for e in events] == ["x_20210704T120000", "x_20210704T124000"]
-    assert events[0].info["paths"] == ["0", "5", "", "15", "20"]
-    assert np.diff(events[0].info["times"]).tolist() == [300] * 4
-    assert {(e.file, e.action, e.event) for e in report.entries} == {
-        ("1210", "filled_missing", "x_20210704T120000"),
-        ("40", "note", ""),
-    }
-
-
-def test_off_grid_files_are_skipped_and_long_runs_are_chunked():
-    report = ConversionReport()
-    events = build_events(
-        _matches([0, 5, 7, 10, 15, 20]), Grid(300, max_frames=2), report, prefix="x", expected_path=str
-    )
-    assert [e.info["paths"] for e in events] == [["0", "5"], ["10", "15"], ["20"]]
-    assert [(e.file, e.action) for e in report.entries] == [("7", "skipped")]
-    assert infer_step_seconds(_matches([0, 5, 10, 20, 25])) == 300
-
-
-# -- encodings ---------------------------------------------------------------------------------------------
-
-
-def test_unit_encodings_clip_and_count_out_of_range_values():
-    dbz = encoding_for_unit("dBZ", "x")
-    assert valid_raw_range(dbz) == (0, 254)
-    raw, clipped = encode_clipped(np.array([[np.nan, -40.0, -32.0, 20.5, 99.0]]), dbz)
-    assert raw.tolist() == [[255, 0, 0, 105, 254]] and clipped == 2
-    mm = encoding_for_unit("mm", "x")
-    raw, clipped = encode_clipped(np.array([-0.001, 0.004, 0.006, 700.0]), mm)
-    assert raw.tolist() == [0, 0, 1, 65534] and clipped == 1
-
-
-def test_rain_to_dbz_follows_z_r_and_keeps_no_data():
-    acc = np.array([0.0, 1.0, np.nan])  # mm in 5 min: 12 mm/h
-    dbz = rain_to_dbz(acc, "mm", accutime_minutes=5, zr_a=200.0, zr_b=1.6, floor_dbz=-32.0)
-    np.testing.assert_allclose(dbz[:2], [-32.0, 10 * np.log10(200 * 12.0**1.6)])
-    assert np.isnan(dbz[2])
 
 
 # -- formats end to end ----------------------------------------------------------------------------------
