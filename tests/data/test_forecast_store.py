@@ -8,12 +8,8 @@ import pytest
 import xarray as xr
 import yaml
 
-from data_prep.composites import OdimConverter
-from data_prep.runner import convert
 from nowcast_pl.cli import build_cli
-from nowcast_pl.data import RadarStore, RadarStoreWriter, StoreMetadata
-from nowcast_pl.data.georef import model_grid, resize_axis
-from tests.helpers.archives.operational import bom_raw, time_steps, write_odim_file
+from nowcast_pl.data import RadarStoreWriter, StoreMetadata
 from tests.helpers.cli import write_config
 from tests.helpers.stores import ENCODING, event_times, moving_frames
 
@@ -35,13 +31,6 @@ def georeferenced_store(tmp_path_factory):
         for e in range(6):
             w.append_event(f"ev{e}", event_times(e, 12), moving_frames(rng, 12, 16))
     return path
-
-
-def test_resized_axes_keep_the_extent_or_the_spacing():
-    centres = np.array([10.5, 11.5, 12.5, 13.5])  # edges 10..14
-    np.testing.assert_allclose(resize_axis(centres, 2, "area"), [11.0, 13.0])
-    np.testing.assert_allclose(resize_axis(centres[::-1], 2, "bilinear"), [13.0, 11.0])
-    np.testing.assert_allclose(resize_axis(centres, 7, "pad"), [9.5, 10.5, 11.5, 12.5, 13.5, 14.5, 15.5])
 
 
 def test_stores_open_with_xarray_without_any_warning(georeferenced_store):
@@ -86,26 +75,3 @@ def test_predict_writes_a_cf_store_and_pysteps_netcdf_on_the_model_grid(tmp_path
     np.testing.assert_allclose(nc[name].values, forecast.values[0, 0], atol=1e-3)
     np.testing.assert_allclose(nc["x"].values, ds["x"].values)
     np.testing.assert_allclose(nc["y"].values, ds["y"].values)
-
-
-def test_grid_without_projection_gives_distances_and_netcdf_is_refused(tmp_path):
-    from tests.helpers.stores import write_moving_store
-
-    store = RadarStore(write_moving_store(tmp_path / "s.zarr", n_events=2, frames=10, size=16))
-    grid = model_grid(store, (32, 32), "bilinear")
-    np.testing.assert_allclose(grid.x[:2], [250.0, 750.0])  # 1 km pixels split in two
-    assert not grid.georeferenced
-    with pytest.raises(ValueError, match="needs a projection"):
-        grid.pysteps_metadata("dBZ")
-
-
-def test_odim_store_title_and_institution_come_from_what_source(tmp_path):
-    rng = np.random.default_rng(3)
-    for time in time_steps(T0, 2):
-        raw = np.where((r := bom_raw(rng, (20, 16))) < 0, 65535, r * 7).astype(np.uint16)
-        write_odim_file(tmp_path / "raw" / time.strftime("%Y%m%d/%Y%m%d%H%M00.rad.best.comp.rate.qpe.hdf"), raw,
-                        time, source=b"ORG:215,CMT:Test composite")
-    convert(OdimConverter(tmp_path / "raw"), tmp_path / "odim.zarr", progress=False)
-    attrs = RadarStore(tmp_path / "odim.zarr").attrs
-    assert attrs["title"] == "ODIM HDF5 radar composite, Test composite"
-    assert attrs["institution"].startswith("originating centre 215") and "RMI" not in attrs["institution"]

@@ -1,4 +1,4 @@
-"""Operational composites: file patterns, the time grid, encodings, and each format end to end."""
+"""Operational composites (FMI, BoM, KNMI, ODIM, MeteoSwiss), each format end to end against its pysteps importer."""
 
 import datetime as dt
 
@@ -31,9 +31,6 @@ def _decoded_vs_importer(store, index, want):
     want = np.ma.filled(np.ma.asarray(want, dtype=np.float64), np.nan)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     return got[np.isfinite(got)], want[np.isfinite(want)]
-
-
-# -- formats end to end ----------------------------------------------------------------------------------
 
 
 def test_fmi_keeps_the_native_8_bit_encoding_exactly(tmp_path):
@@ -121,3 +118,15 @@ def test_mch_lookup_values_are_quantised_and_extremes_clipped_and_reported(tmp_p
     got, want = _decoded_vs_importer(store, 0, importer(str(path), product="AQC", unit="mm", accutime=5)[0])
     assert np.abs(got - want).max() <= 0.005 + 1e-6
     assert store.encoding.decode(store.read_raw(1, 2))[0, 5, 5] == pytest.approx(655.34)
+
+
+def test_odim_store_title_and_institution_come_from_what_source(tmp_path):
+    rng = np.random.default_rng(3)
+    for time in time_steps(T0, 2):
+        raw = np.where((r := bom_raw(rng, (20, 16))) < 0, 65535, r * 7).astype(np.uint16)
+        write_odim_file(tmp_path / "raw" / time.strftime("%Y%m%d/%Y%m%d%H%M00.rad.best.comp.rate.qpe.hdf"), raw,
+                        time, source=b"ORG:215,CMT:Test composite")
+    convert(OdimConverter(tmp_path / "raw"), tmp_path / "odim.zarr", progress=False)
+    attrs = RadarStore(tmp_path / "odim.zarr").attrs
+    assert attrs["title"] == "ODIM HDF5 radar composite, Test composite"
+    assert attrs["institution"].startswith("originating centre 215") and "RMI" not in attrs["institution"]
