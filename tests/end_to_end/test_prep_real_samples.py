@@ -118,7 +118,7 @@ def test_a_model_trains_a_few_steps_on_the_sample_stores(name, thresholds, reque
                "--data.init_args.store", str(store), "--data.init_args.num_workers", "0",
                "--data.init_args.batch_size", "2", "--trainer.max_steps", "3", "--trainer.limit_val_batches", "1",
                "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false",
-               "--runs_root", str(tmp_path / "runs"), "--run_name", name])
+               "--seed_everything", "0", "--runs_root", str(tmp_path / "runs"), "--run_name", name])
     checkpoint = torch.load(tmp_path / "runs" / name / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == 3
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
