@@ -1,4 +1,5 @@
-"""Shared fixtures: the real radar samples (``../shared/radar-samples``) and stores converted from them.
+"""Shared fixtures: the tiny ``store`` of the CLI tests, ``one_torch_thread``, the real radar samples
+(``../shared/radar-samples``) and stores converted from them.
 
 ``fmi_sample_store`` (FMI, 2 days x 40 frames, 5 min, dBZ) and ``bom_sample_store`` (BoM radar 66, 144 frames,
 10 min, mm) are converted once per session with ``nowcast-prep``'s runner; tests that use them are skipped
@@ -11,18 +12,19 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from tests.helpers import REPO
+from tests.helpers.stores import write_moving_store
 
 SAMPLES_ENV = "NOWCAST_RADAR_SAMPLES"
-REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config) -> None:
     """Under pytest-xdist (``make test`` runs 2 workers on the 2-core development machine) each worker and the
     processes it starts use one intra-op thread: two workers of 2 threads each on 2 cores wait for each other
-    (see ``tests.scaleout_cases.one_torch_thread``)."""
+    (see ``one_torch_thread``)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        import torch
-
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
 
@@ -30,6 +32,13 @@ def pytest_configure(config) -> None:
 def radar_samples_dir() -> Path:
     """``$NOWCAST_RADAR_SAMPLES``, else ``<repo>/../shared/radar-samples``."""
     return Path(os.environ.get(SAMPLES_ENV) or REPO.parent / "shared" / "radar-samples")
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    """The tiny store most CLI tests run on (6 one-day events of 12 moving 16 x 16 frames); read-only, so one per
+    session. A module that needs another store defines its own ``store``."""
+    return write_moving_store(tmp_path_factory.mktemp("tiny") / "s.zarr", n_events=6, frames=12, size=16)
 
 
 @pytest.fixture(scope="session")
@@ -60,3 +69,18 @@ def bom_sample_store(radar_samples, tmp_path_factory) -> Path:
     """Store of the BoM radar 66 samples: 1 event of 144 frames, 512 x 512, int16 mm per 10 min."""
     src = radar_samples / "radar/bom/prcp-c10/66"
     return _converted("bom", src, tmp_path_factory.mktemp("bom") / "bom.zarr")
+
+
+@pytest.fixture(scope="module", autouse=False)
+def one_torch_thread():
+    """One intra-op thread here and in spawned processes: on a small shared CPU two threads that wait for each
+    other make a tiny model's step 100x slower (3 s instead of 20 ms measured on the 2-core dev machine)."""
+    threads, env = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    yield
+    torch.set_num_threads(threads)
+    if env is None:
+        os.environ.pop("OMP_NUM_THREADS")
+    else:
+        os.environ["OMP_NUM_THREADS"] = env

@@ -8,13 +8,7 @@ import torch
 import xarray as xr
 
 from nowcast_pl.cli import build_cli, main
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("cli") / "s.zarr", n_events=6, frames=12, size=16)
+from tests.helpers.cli import write_config
 
 
 def _run(*args):

@@ -3,16 +3,15 @@
 import contextlib
 import io
 import json
-from pathlib import Path
 
 import pytest
 import yaml
 
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.config import read_config
-from tests.store_factory import write_moving_store
+from tests.helpers import REPO
+from tests.helpers.stores import write_moving_store
 
-REPO = Path(__file__).resolve().parents[1]
 # LightningCLI configs: everything under configs/ except the data fragments (included by the others) and SLURM.
 SHIPPED = sorted(p for p in (REPO / "configs").rglob("*.yaml")
                  if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1]))

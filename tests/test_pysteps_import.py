@@ -4,14 +4,13 @@ import datetime as dt
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from nowcast_pl.pysteps_import import import_pysteps
-from tests.fixtures.operational import time_steps, write_fmi_archive
+from tests.helpers import REPO
+from tests.helpers.archives.operational import time_steps, write_fmi_archive
 
-ROOT = Path(__file__).resolve().parents[1]
 BANNER = "Pysteps configuration file found at"
 
 # Each first import of pysteps in the project, run in a fresh interpreter so the import really happens there.
@@ -25,8 +24,8 @@ FIRST_IMPORTS = {
 
 
 def _python(code: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
                           timeout=120)
 
 
@@ -46,18 +45,18 @@ def test_first_pysteps_import_of_each_user_leaves_stdout_empty(code):
 
 def test_nowcast_prep_on_an_operational_archive_prints_nothing_of_pysteps(tmp_path):
     write_fmi_archive(tmp_path / "raw", time_steps(dt.datetime(2021, 7, 4, 12), 3))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-m", "data_prep", "fmi", "--src", str(tmp_path / "raw"),
                            "--dst", str(tmp_path / "fmi.zarr"), "--no-progress"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pysteps" not in done.stdout.lower()
     assert (tmp_path / "fmi.zarr" / "zarr.json").exists()
 
 
 def test_no_module_imports_pysteps_but_through_the_helper():
-    direct = [f"{path.relative_to(ROOT)}:{number}"
-              for package in ("nowcast_pl", "data_prep") for path in sorted((ROOT / package).rglob("*.py"))
+    direct = [f"{path.relative_to(REPO)}:{number}"
+              for package in ("nowcast_pl", "data_prep") for path in sorted((REPO / package).rglob("*.py"))
               for number, line in enumerate(path.read_text().splitlines(), 1)
               if line.strip().startswith(("import pysteps", "from pysteps"))]
     assert direct == []

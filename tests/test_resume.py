@@ -9,9 +9,8 @@ import torch
 
 from nowcast_pl.callbacks.preemption import PreemptionCheckpoint, slurm_job_id
 from nowcast_pl.cli import build_cli
-from nowcast_pl.data.resumable import ResumableDataLoader, ResumableSampler
 from nowcast_pl.resume import newest_checkpoint, wait_until_new_events_sort_last
-from tests.scaleout_cases import (
+from tests.helpers.scaleout import (
     SIMVP,
     TOY_DIFFUSION,
     assert_same_training_state,
@@ -19,7 +18,6 @@ from tests.scaleout_cases import (
     fake_slurm_env,
     final_checkpoint,
     load_checkpoint,
-    one_torch_thread,  # noqa: F401
     scalars,
     signal_config,
 )
@@ -69,44 +67,6 @@ def test_preempted_fit_resumes_exactly_mid_epoch(case, tmp_path, monkeypatch):
         build_cli(["test", *case.args(tmp_path), "--run_name", "cut", "--ckpt_path", str(requeue),
                    "--trainer.limit_test_batches", "1"])
         assert (run / "test_metrics.json").exists()
-
-
-class _Windows(torch.utils.data.Dataset):
-    def __len__(self):
-        return 23
-
-    def __getitem__(self, index):
-        return index
-
-
-@pytest.mark.parametrize("workers", [0, 2])
-def test_loader_position_covers_every_window_once_across_ranks(workers):
-    """Interrupt every rank after 2 batches, resume fresh loaders from rank 0's state: together with the
-    batches seen before, each rank sees exactly its windows of the epoch, in the uninterrupted order."""
-    world, batch = 2, 3
-
-    def loader(rank):
-        sampler = ResumableSampler(_Windows(), num_replicas=world, rank=rank, seed=7)
-        sampler.set_epoch(1)
-        return ResumableDataLoader(_Windows(), sampler=sampler, batch_size=batch, drop_last=True, num_workers=workers)
-
-    full = {rank: [int(i) for b in loader(rank) for i in b] for rank in range(world)}
-    assert sorted(full[0] + full[1]) == sorted(set(full[0] + full[1])) and len(full[0]) == 9
-    before, states = {}, {}
-    for rank in range(world):
-        first = loader(rank)
-        iterator = iter(first)
-        before[rank] = [int(i) for _ in range(2) for i in next(iterator)]
-        states[rank] = first.state_dict()
-    assert states[0] == states[1] == {"epoch": 1, "batches": 2, "world_size": 2}
-    for rank in range(world):
-        resumed = loader(rank)
-        resumed.sampler.set_epoch(0)  # a fresh loader, as after a restart
-        resumed.load_state_dict(states[0])
-        resumed.sampler.set_epoch(1)  # what Lightning calls after loading; it must keep the position
-        after = [int(i) for b in resumed for i in b]
-        assert before[rank] + after == full[rank]
-        assert resumed.state_dict() == {"epoch": 2, "batches": 0, "world_size": 2}
 
 
 def test_a_resumed_events_file_sorts_after_the_interrupted_runs_file(tmp_path):

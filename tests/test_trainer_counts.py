@@ -5,8 +5,7 @@ import yaml
 from lightning.pytorch.callbacks import Callback
 
 from nowcast_pl.cli import build_cli
-from tests.cli_helpers import write_config
-from tests.store_factory import write_moving_store
+from tests.helpers.cli import write_config
 
 
 class CountBatches(Callback):
@@ -22,20 +21,15 @@ class CountBatches(Callback):
         self.test += 1
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return write_moving_store(tmp_path_factory.mktemp("counts") / "s.zarr", n_events=6, frames=12, size=16)
-
-
 def _counter(cli) -> CountBatches:
     return next(c for c in cli.trainer.callbacks if isinstance(c, CountBatches))
 
 
 def test_integer_limits_from_yaml_and_command_line_run_one_batch(tmp_path, store):
-    # tests/cli_helpers.py splits: 5 validation windows (3 batches of 2), 9 test windows (5 batches of 2).
+    # tests/helpers/cli.py splits: 5 validation windows (3 batches of 2), 9 test windows (5 batches of 2).
     cfg = write_config(tmp_path / "c.yaml", store, trainer={
         "limit_val_batches": 1, "num_sanity_val_steps": 0,
-        "callbacks": [{"class_path": "tests.test_trainer_counts.CountBatches"}]})
+        "callbacks": [{"class_path": f"{__name__}.CountBatches"}]})
     common = ["--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "r",
               "--data.init_args.eval_batch_size", "2"]
     fit = build_cli(["fit", *common])

@@ -8,7 +8,7 @@ which on fp32 CPU is 1.4-3x faster forward and 1.4-1.9x with backward (2 cores,
 
 Correctness: on CPU, the channels-last bf16 kernel of a dilated depthwise convolution returns a wrong weight gradient
 (relative error ~1 or inf instead of ~3e-3) from 32 x 32 frames up, measured for the 7 x 7, dilation-3
-convolution of TAU and gSTA with torch 2.14 (``tests/test_dilated_conv.py`` checks it against an fp32
+convolution of TAU and gSTA with torch 2.14 (``tests/layers/test_dilated_conv.py`` checks it against an fp32
 gradient); undilated depthwise and channels-first convolutions are correct. One such gradient made
 RainDiff's bf16-mixed training non-finite after one step. This layer runs that case in the channels-first
 layout, which costs the channels-last speed-up of this convolution only under bf16 on CPU.

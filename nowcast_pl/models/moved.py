@@ -31,6 +31,6 @@ def current_class_path(path: str) -> str:
 
     Returns:
         Its entry in :data:`MOVED_CLASS_PATHS` (``"nowcast_pl.models.raindiff.RainDiffTask"``), or ``path``
-        itself when it did not move (``"tests.toy_diffusion.ToyDiffusionTask"`` stays as it is).
+        itself when it did not move (``"tests.helpers.toy_diffusion.ToyDiffusionTask"`` stays as it is).
     """
     return MOVED_CLASS_PATHS.get(path, path)

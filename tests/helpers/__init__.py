@@ -1,0 +1,8 @@
+"""Code the tests share: tiny CLI configs (``cli``), tiny radar stores (``stores``), tiny raw archives of each
+source (``archives``), the scale-out cases (``scaleout``), a local SLURM cluster (``slurm``) and a toy diffusion
+task (``toy_diffusion``). Shared pytest fixtures live in ``tests/conftest.py``."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+"""The repository root (configs/, benchmarks/, pyproject.toml)."""

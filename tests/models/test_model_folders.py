@@ -1,0 +1,47 @@
+"""A model is a folder: importing one model imports no other, and class paths from before the move still load."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from nowcast_pl.models.moved import MOVED_CLASS_PATHS, current_class_path
+
+
+def _imported_after(module: str) -> set[str]:
+    code = f"import sys, {module}; print(' '.join(sorted(sys.modules)))"
+    return set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+
+
+def test_importing_raindiff_imports_no_stldm():
+    modules = _imported_after("nowcast_pl.models.raindiff")
+    assert "nowcast_pl.models.raindiff.task" in modules
+    assert not {m for m in modules if m.startswith("nowcast_pl.models.stldm")}
+
+
+def test_the_shared_tasks_package_imports_no_model():
+    modules = _imported_after("nowcast_pl.tasks")
+    assert not {m for m in modules if m.startswith("nowcast_pl.models.")}
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(MOVED_CLASS_PATHS.items()))
+def test_moved_class_paths_resolve_to_the_same_class_today(old, new):
+    assert current_class_path(old) == new
+    module, _, name = new.rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    assert f"{cls.__module__}.{cls.__name__}".startswith(module + ".") and cls.__name__ == old.rpartition(".")[2]
+    assert _resolve(old) is None  # the table is needed: the old path no longer imports
+
+
+def _resolve(path: str) -> type | None:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name, None)
+    except ModuleNotFoundError:
+        return None
+
+
+def test_class_paths_that_did_not_move_are_kept():
+    for path in ("tests.helpers.toy_diffusion.ToyDiffusionTask", "nowcast_pl.models.raindiff.RainDiffTask"):
+        assert current_class_path(path) == path
