@@ -2,7 +2,7 @@
 
 1. Seams: tiny models with seeded, untrained weights forecast a 700 x 700 synthetic composite (smooth rain
    cells moving 2 px per frame, -10...60 dBZ) in 64 x 64 tiles: ``toy`` (the two-convolution diffusion model of
-   ``tests/toy_diffusion.py``, DDIM, through the coherent-noise path), ``simvp`` (a tiny SimVP, deterministic)
+   ``tests/helpers/toy_diffusion.py``, DDIM, through the coherent-noise path), ``simvp`` (a tiny SimVP, deterministic)
    and, on request, ``raindiff`` (the ``configs/tiny/raindiff.yaml`` architecture; slow on a CPU). The figure
    is the mean |difference| of neighbouring pixels across tile borders against inside tiles
    (:func:`~nowcast_pl.forecasting.seams.seam_statistics`), blended as ``forecast`` does and, for contrast, with
@@ -33,7 +33,7 @@ from nowcast_pl.models.baselines import PersistenceTask
 from nowcast_pl.models.raindiff import RainDiffTask
 from nowcast_pl.models.simvp import SimVPTask
 from nowcast_pl.tasks.base import NowcastTask
-from tests.toy_diffusion import ToyDiffusionTask
+from tests.helpers.toy_diffusion import ToyDiffusionTask
 
 RESULTS = Path(__file__).parent / "results" / "forecast_seams.json"
 SCORING = {"thresholds": [20.0], "protocol": "pysteps", "value_range": (-10.0, 60.0), "units": "dBZ"}

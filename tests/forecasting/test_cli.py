@@ -16,7 +16,7 @@ from nowcast_pl.forecasting import forecast, load_forecaster
 from nowcast_pl.forecasting.inputs import ModelInputs
 from nowcast_pl.forecasting.raw_inputs import read_raw_inputs
 from nowcast_pl.pysteps_import import import_pysteps
-from tests.cli_helpers import TINY_SIMVP
+from tests.helpers.cli import TINY_SIMVP
 
 
 def tiny_fit(tmp_path, store, *, name, split_day, value_range):

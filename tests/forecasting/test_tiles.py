@@ -13,7 +13,7 @@ from nowcast_pl.forecasting.seams import seam_statistics
 from nowcast_pl.forecasting.tiles import crop_padded
 from nowcast_pl.models.baselines import PersistenceTask
 from nowcast_pl.tasks.base import NowcastTask
-from tests.toy_diffusion import ToyDiffusionTask
+from tests.helpers.toy_diffusion import ToyDiffusionTask
 
 
 class NoiseEcho(NowcastTask):

@@ -18,8 +18,8 @@ from nowcast_pl.forecasting import forecast, load_forecaster
 from nowcast_pl.forecasting.loading import recorded_preparation
 from nowcast_pl.models.baselines import PersistenceTask
 from nowcast_pl.models.simvp import SimVPTask
-from tests.store_factory import write_moving_store
-from tests.toy_diffusion import ToyDiffusionTask
+from tests.helpers.stores import write_moving_store
+from tests.helpers.toy_diffusion import ToyDiffusionTask
 
 SCORING = dict(thresholds=[20.0], protocol="pysteps")
 

@@ -11,7 +11,7 @@ from data_prep.units import dbz_to_rain, rain_to_dbz
 from nowcast_pl.forecasting.inputs import InputError, ModelInputs
 from nowcast_pl.forecasting.raw_inputs import read_raw_inputs
 from nowcast_pl.forecasting.store_inputs import read_store_inputs
-from tests.fixtures.operational import (
+from tests.helpers.archives.operational import (
     BOM_NAME,
     FMI_PATTERN,
     bom_raw,
@@ -22,7 +22,7 @@ from tests.fixtures.operational import (
     write_fmi_archive,
     write_fmi_file,
 )
-from tests.store_factory import write_moving_store
+from tests.helpers.stores import write_moving_store
 
 T0 = dt.datetime(2021, 7, 4, 12, 0)
 DBZ_MODEL = ModelInputs(in_frames=3, out_frames=2, step_seconds=300, units="dBZ", thresholds=(20.0,),
