@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from nowcast_pl.checkpoints import CheckpointError, check_model_class, check_weights_fit, read_checkpoint
 from nowcast_pl.diffusion import (
     diffusion_loss,
     eps_from_x0,
@@ -43,7 +42,6 @@ from nowcast_pl.diffusion import (
 )
 from nowcast_pl.diffusion.guidance import Cond
 from nowcast_pl.diffusion.samplers import Clip
-from nowcast_pl.models.moved import current_class_path
 from nowcast_pl.tasks.ema import shadow_name
 
 if TYPE_CHECKING:
@@ -171,6 +169,8 @@ class ProgressiveDistillation:
     def initialise(self, task: DiffusionTask) -> None:
         """Load the teacher checkpoint into the task (EMA weights when present) and copy its distilled module
         as the first teacher."""
+        from nowcast_pl.checkpoints import check_weights_fit, read_checkpoint  # reads files: loaded when used
+
         path = self.settings.teacher_checkpoint
         checkpoint = read_checkpoint(path)
         check_teacher_class(checkpoint, task, path)
@@ -193,7 +193,7 @@ class ProgressiveDistillation:
         """Resume: check the schedule is the checkpoint's and restore its teacher."""
         saved = {k: record[k] for k in self.settings.schedule()}
         if saved != self.settings.schedule():
-            raise CheckpointError(f"{path} was distilled with {saved}, but the config sets "
+            raise ValueError(f"{path} was distilled with {saved}, but the config sets "
                                   f"{self.settings.schedule()}; resume with the schedule it was started with")
         self.teacher = frozen_copy(task.get_submodule(task.distilled_module))
         self.teacher.load_state_dict(record["teacher_state"])
@@ -243,6 +243,8 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 def check_teacher_class(checkpoint: dict[str, Any], task: DiffusionTask, path: str) -> None:
     """Refuse a teacher checkpoint that holds no diffusion model, or another model class than the student's."""
+    from nowcast_pl.checkpoints import CheckpointError, check_model_class
+    from nowcast_pl.models.moved import current_class_path
     from nowcast_pl.tasks.diffusion import DiffusionTask
 
     saved = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
