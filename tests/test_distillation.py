@@ -5,9 +5,10 @@ the student's ensembles keep the contract, and bad settings get one line."""
 import pytest
 import torch
 
+from nowcast_pl.checkpoints import CheckpointError
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.models.raindiff import RainDiffTask
-from nowcast_pl.tasks.distillation import RECORD
+from nowcast_pl.tasks.distillation import RECORD, check_teacher_class
 from tests.cli_helpers import write_config
 from tests.scaleout_cases import (
     assert_same_training_state,
@@ -150,21 +151,25 @@ def test_the_student_is_tested_through_the_cli_with_a_step_count_it_reached(fold
         "(got ddim with 1)")
 
 
-@pytest.mark.parametrize(("class_path", "message"), [
-    ("nowcast_pl.models.simvp.SimVPTask", "holds a SimVPTask, not a diffusion model"),
-    ("nowcast_pl.models.stldm.STLDMTask", "holds a STLDMTask (nowcast_pl.models.stldm.STLDMTask) but the "
-                                          "config's model is RainDiffTask"),
-])
-def test_a_teacher_of_another_class_is_one_line(folder, config, teacher, capsys, class_path, message):
+def test_a_teacher_without_a_diffusion_model_is_one_line(folder, config, teacher, capsys):
     checkpoint = load_checkpoint(teacher)
-    checkpoint["hyper_parameters"]["_class_path"] = class_path
-    wrong = folder / f"{class_path.rsplit('.', 1)[-1]}.ckpt"
+    checkpoint["hyper_parameters"]["_class_path"] = "nowcast_pl.models.simvp.SimVPTask"
+    wrong = folder / "simvp.ckpt"
     torch.save(checkpoint, wrong)
     with pytest.raises(SystemExit):
         main(["fit", *_args(folder, config, "wrong"), *DISTIL, "--model.init_args.teacher_checkpoint", str(wrong)])
-    error = capsys.readouterr().err.strip().splitlines()[-1]
-    assert error.startswith(f"nowcast: error: CheckpointError: model.init_args.teacher_checkpoint {wrong} ")
-    assert message in error
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"nowcast: error: CheckpointError: model.init_args.teacher_checkpoint {wrong} holds a SimVPTask, not a "
+        "diffusion model; distil a checkpoint of a diffusion model")
+
+
+def test_a_teacher_of_another_diffusion_model_is_refused(teacher):
+    checkpoint = load_checkpoint(teacher)
+    checkpoint["hyper_parameters"]["_class_path"] = "nowcast_pl.models.stldm.STLDMTask"
+    with pytest.raises(CheckpointError, match=r"^model.init_args.teacher_checkpoint t.ckpt holds a STLDMTask "
+                                              r"\(nowcast_pl.models.stldm.STLDMTask\) but the config's model is "
+                                              r"RainDiffTask \(nowcast_pl.models.raindiff.task.RainDiffTask\)"):
+        check_teacher_class(checkpoint, _task(), "t.ckpt")
 
 
 @pytest.mark.parametrize(("settings", "message"), [
