@@ -130,6 +130,7 @@ class DistillationSettings:
         return self.teacher_steps >> min(global_step // self.stage_steps, self.stages)
 
     def schedule(self) -> dict[str, Any]:
+        """The settings a resumed fit must share with the checkpoint (all but the teacher's path)."""
         return {"teacher_steps": self.teacher_steps, "student_steps": self.student_steps,
                 "stage_steps": self.stage_steps, "teacher_guidance_scale": self.teacher_guidance_scale}
 
@@ -186,7 +187,7 @@ class ProgressiveDistillation:
     def save(self, checkpoint: dict[str, Any]) -> None:
         """Write the record: schedule, steps reached, and the current teacher's weights."""
         record = self.settings.schedule() | {"reached_steps": self.settings.reached_steps(checkpoint["global_step"])}
-        record["teacher_state"] = {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}
+        record["teacher_state"] = {k: v.detach().cpu().clone() for k, v in self.teacher.state_dict().items()}
         checkpoint[RECORD] = record
 
     def restore(self, task: DiffusionTask, record: dict[str, Any], path: str = "the checkpoint") -> None:
