@@ -1,6 +1,7 @@
-"""Diffusion core in plain PyTorch: schedules, objectives and loss, samplers, classifier-free guidance, and
-seeded noise. See docs/diffusion.md."""
+"""Diffusion core in plain PyTorch: schedules, objectives and loss, samplers, classifier-free guidance,
+progressive-distillation targets and seeded noise. See docs/diffusion.md."""
 
+from nowcast_pl.diffusion.distillation import ddim_step, progressive_target, progressive_times, student_x0_target
 from nowcast_pl.diffusion.guidance import drop_condition, guided
 from nowcast_pl.diffusion.noise import member_generators, member_seed, randn_like_rows
 from nowcast_pl.diffusion.objectives import (
@@ -33,6 +34,7 @@ __all__ = [
     "Objective",
     "cosine_schedule",
     "ddim_sample",
+    "ddim_step",
     "ddim_timesteps",
     "ddpm_sample",
     "diffusion_loss",
@@ -48,10 +50,13 @@ __all__ = [
     "member_generators",
     "member_seed",
     "model_output_to_x0",
+    "progressive_target",
+    "progressive_times",
     "q_sample",
     "randn_like_rows",
     "sample",
     "sigmoid_schedule",
+    "student_x0_target",
     "target_for",
     "v_target",
     "x0_denoiser",

@@ -27,6 +27,7 @@ from nowcast_pl.layers.checkpointing import checkpointed
 from nowcast_pl.models.raindiff.network import RainDiffNet, normalise, unnormalise
 from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
+from nowcast_pl.tasks.distillation import DenoisingProblem
 
 SegmentFeatures = tuple[list, list]
 CheckpointedPart = Literal["mean", "encoder", "denoiser"]
@@ -66,6 +67,7 @@ class RainDiffTask(DiffusionTask):
     """
 
     runtime_settings = DiffusionTask.runtime_settings + ("compile_denoiser",)
+    distilled_module = "net.denoiser"
     compile_backend = "inductor"
     """``torch.compile`` backend used by ``compile_denoiser``."""
 
@@ -157,6 +159,22 @@ class RainDiffTask(DiffusionTask):
         missing = self.in_frames - part.shape[1]
         return F.pad(part, (0, 0, 0, 0, 0, 0, 0, missing)) if missing else part
 
+    def distillation_problems(self, batch: Batch) -> list[DenoisingProblem]:
+        """One problem per residual segment: its ground-truth residual, conditioned on the previous segment's
+        (teacher forcing, as in training) and on the encoder features of this batch."""
+        inputs, targets, mask = batch["inputs"], batch["targets"], batch.get("target_mask")
+        mean_n = normalise(self.net.predict_mean(inputs))
+        residual = normalise(targets) - mean_n[:, : self.out_frames]
+        valid = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask.bool()
+        features = self.net.segment_features(self.net.encode(normalise(inputs), mean_n))
+        problems = []
+        for m in range(self.net.num_segments):
+            previous = torch.zeros_like(self._segment(residual, m)) if m == 0 else self._segment(residual, m - 1)
+            network = partial(_segment_network, self.net.denoise, features=features, segment=m)
+            problems.append(DenoisingProblem(x0=self._segment(residual, m), network=network, cond=previous,
+                                             mask=self._segment(valid, m), clip=self.clip))
+        return problems
+
     # ----- sampling ------------------------------------------------------------------------------------------
 
     def _sampling_unet(self) -> Callable[..., Tensor] | None:
@@ -199,6 +217,12 @@ class RainDiffTask(DiffusionTask):
             previous_residual = self.sample_from_noise(denoiser, shape, generators, clip=self.clip, x_T=start)
             frames.append(self._segment(mean_n, m) + previous_residual)
         return unnormalise(torch.cat(frames, dim=1)[:, : self.out_frames])
+
+
+def _segment_network(denoise: Callable[..., Tensor], unet: Callable[..., Tensor], x_t: Tensor, t: Tensor,
+                     previous_residual: Tensor, *, features: SegmentFeatures, segment: int) -> Tensor:
+    """``RainDiffNet.denoise`` with ``unet`` as the U-Net, in the argument order of a distillation problem."""
+    return denoise(x_t, t, previous_residual, features, segment, unet=unet)
 
 
 def _compile_failure(error: Exception) -> RuntimeError:

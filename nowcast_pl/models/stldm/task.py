@@ -30,6 +30,7 @@ from nowcast_pl.models.stldm.network import STLDM
 from nowcast_pl.models.stldm.vae import kl_to_standard_normal, reparameterize
 from nowcast_pl.tasks.base import Batch
 from nowcast_pl.tasks.diffusion import DiffusionTask
+from nowcast_pl.tasks.distillation import DenoisingProblem
 
 
 @dataclass
@@ -80,6 +81,7 @@ class STLDMTask(DiffusionTask):
     """
 
     supports_guidance = True
+    distilled_module = "net.unet"
 
     def __init__(
         self,
@@ -212,6 +214,19 @@ class STLDMTask(DiffusionTask):
         log_var = torch.log(1.0 - alpha_bar).expand_as(z0)
         return kl_to_standard_normal(alpha_bar.sqrt() * z0, log_var)
 
+    def distillation_problems(self, batch: Batch) -> list[DenoisingProblem]:
+        """The latent diffusion of the future frames: the target latents (encoder means), conditioned on the
+        Translator's estimate as in sampling (means, or sampled with ``sample_first_estimate``); the null
+        condition is all zeros with keep = 0, as in CFG training."""
+        inputs, targets = batch["inputs"], batch["targets"]
+        mean, log_var = self.net.encode(torch.cat((inputs, targets), dim=1))
+        first = self.net.first_estimate(mean[:, : self.in_frames], log_var[:, : self.in_frames],
+                                        sample=self.sample_first_estimate)
+        rows = first.mean.shape[0]
+        ones, zeros = torch.ones(rows, device=mean.device), torch.zeros(rows, device=mean.device)
+        return [DenoisingProblem(x0=mean[:, self.in_frames:], network=_unet_call, cond=(first.mean, ones),
+                                 null_cond=(torch.zeros_like(first.mean), zeros))]
+
     # ----- sampling ------------------------------------------------------------------------------------------
 
     @property
@@ -260,6 +275,11 @@ class STLDMTask(DiffusionTask):
                 raise ValueError(f"checkpoint has {name}={hparams[name]} but the config sets "
                                  f"{name}={getattr(self, name)}; set data.{name} to {hparams[name]}")
         super().on_load_checkpoint(checkpoint)
+
+
+def _unet_call(unet: Any, z_t: Tensor, t: Tensor, cond: tuple[Tensor, Tensor]) -> Tensor:
+    """The STLDM U-Net on ``(condition, keep)``, in the argument order of a distillation problem."""
+    return unet(z_t, t, *cond)
 
 
 def load_pretrained(task: STLDMTask, path: str | Path, modules: list[str]) -> None:

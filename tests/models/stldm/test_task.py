@@ -7,20 +7,12 @@ import torch
 from nowcast_pl.diffusion import ddim_sample, x0_denoiser
 from nowcast_pl.models.stldm.network import STLDM
 from nowcast_pl.models.stldm.task import STLDMTask, TrainingDraws
-
-TINY = dict(latent_channels=8, translator_width=32, translator_depth=2, unet_base=16, unet_mults=(1, 2),
-            patch_size=4, groups=4, heads=2, dim_head=8, thresholds=[0.3], protocol="stldm")
+from tests.helpers.stldm import TINY, tiny_batch
 
 
 def tiny_task(**overrides) -> STLDMTask:
     torch.manual_seed(0)
     return STLDMTask(in_frames=3, out_frames=4, **(TINY | overrides))
-
-
-def tiny_batch(batch: int = 2, size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(1)
-    return (torch.rand(batch, 3, 1, size, size, generator=generator),
-            torch.rand(batch, 4, 1, size, size, generator=generator))
 
 
 def fixed_draws(task: STLDMTask, batch: int, size: int = 16, keep: float = 1.0) -> TrainingDraws:
