@@ -10,7 +10,7 @@ Batch 1 at the config's frame counts and frame size, fp32, CPU, random weights. 
   process's peak RSS, ours and (with ``--official``) the official code, each in its own fresh process.
 * ``sample``: one forecast with the config's sampler (``--sample-steps`` overrides its step count) from fixed
   noise, after an untimed 1-step forecast (``warmup_s``: includes compiling with
-  ``--override --model.init_args.compile_denoiser true``); for ours also the first DPM-Solver++(2M) step count
+  ``--model-arg compile_denoiser=true``); for ours also the first DPM-Solver++(2M) step count
   whose forecast is within 0.02 mean absolute difference ([0, 1] units) of it (``--no-search`` skips this).
   STLDM forecasts are guided with w = 1, as the released ``ens_gen.py --c_str 1.0``.
 * ``all``: ``train`` and ``sample``.
@@ -230,8 +230,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="timed forecasts after the warm-up")
     parser.add_argument("--no-search", action="store_true", help="skip the fastest-sampler search")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the in-turn measures")
-    parser.add_argument("--override", action="append", default=[], metavar="--model.init_args.KEY=VALUE",
-                        help="a config override for our model, as on the nowcast command line (repeatable)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one of the config's model.init_args for our model (repeatable)")
     parser.add_argument("--attention-memory-gb", type=float, default=4.0, help="largest softmax score matrix to run")
     output_argument(parser)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -248,6 +248,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--what {args.what} applies to raindiff and diffcast only")
     if args.official is not None:
         args.official = args.official.resolve()
+    if any("=" not in item for item in args.model_arg):
+        parser.error(f"--model-arg takes KEY=VALUE, got {args.model_arg}")
+    args.override = [f"--model.init_args.{item}" for item in args.model_arg]
     return args
 
 

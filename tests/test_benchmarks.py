@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from benchmarks import cost, flops, harness, parity
+from benchmarks.pairs import Side
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_RAINDIFF = str(REPO / "configs/tiny/raindiff.yaml")
 
 
 def test_parity_needs_a_model_and_the_official_checkout(capsys) -> None:
@@ -74,17 +74,49 @@ def test_cost_refuses_comparisons_without_the_official_code(capsys) -> None:
     with pytest.raises(SystemExit):
         cost.parse_args(["--model", "stldm", "--config", "configs/stldm_nowhere.yaml"])
     assert "stldm_nowhere.yaml: no such file" in capsys.readouterr().err
-    assert cost.parse_args(["--model", "diffcast"]).config == REPO / "configs/diffcast_shanghai.yaml"
+    with pytest.raises(SystemExit):
+        cost.parse_args(["--model", "raindiff", "--model-arg", "compile_denoiser"])
+    assert "--model-arg takes KEY=VALUE" in capsys.readouterr().err
+    args = cost.parse_args(["--model", "diffcast", "--model-arg", "compile_denoiser=true"])
+    assert args.config == REPO / "configs/diffcast_shanghai.yaml"
+    assert args.override == ["--model.init_args.compile_denoiser=true"]
 
 
-def test_cost_tiny_training_step_and_forecast(capsys) -> None:
-    common = ["--model", "raindiff", "--config", TINY_RAINDIFF, "--steps", "1", "--sample-steps", "2"]
-    train = cost.main([*common, "--worker", "ours:train"])
-    assert train["params"] > 0 and train["params_without_grad"] == 0
-    assert len(train["train_step_times_s"]) == 2 and train["train_step_s"] > 0 and train["train_peak_rss_gb"] > 0
-    sample = cost.main([*common, "--worker", "ours:sample"])
-    assert (sample["sampler"], sample["sample_steps"]) == ("ddim", 2) and sample["sample_s"] > 0
-    assert sample["fast"] == {"sampler": None, "tolerance": 0.02, "tried": []}  # no DPM-Solver++ count below 2
+def linear_side(paper_steps: int) -> Side:
+    """A model whose forecast is one-off 4 -> 3 product plus one per step (24 FLOPs each) and whose frames
+    approach 0.5 as 0.5 + 0.1 / steps."""
+    layer, x = torch.nn.Linear(4, 3, bias=False), torch.ones(1, 4)
+    steps = {"n": paper_steps}
+
+    def forecast() -> torch.Tensor:
+        for _ in range(1 + steps["n"]):
+            layer(x)
+        return torch.full((1, 2, 1, 4, 4), 0.5 + 0.1 / steps["n"])
+
+    return Side(module=layer, loss=lambda: layer(x).sum(), forecast=forecast,
+                set_sampler=lambda sampler, n: steps.update(n=n), sampler=("ddim", paper_steps))
+
+
+def test_cost_times_training_and_forecast_and_finds_the_fast_sampler(monkeypatch) -> None:
+    monkeypatch.setattr(cost, "build", lambda args, side: linear_side(10))
+    args = cost.parse_args(["--model", "raindiff", "--steps", "2", "--repeats", "2"])
+    train = cost.measure_train(args, "ours")
+    assert (train["params"], train["params_without_grad"], len(train["train_step_times_s"])) == (12, 0, 3)
+    assert train["train_step_min_s"] <= train["train_step_s"] and train["train_peak_rss_gb"] > 0
+    sample = cost.measure_sample(args, "ours")
+    assert (sample["sampler"], sample["sample_steps"]) == ("ddim", 10) and sample["sample_min_s"] > 0
+    assert sample["fast"]["sample_steps"] == 5 and sample["fast"]["mean_abs_diff"] == pytest.approx(0.01)
+    assert "fast" not in cost.measure_sample(args, "official")
+
+
+def test_cost_builds_the_tiny_stldm_from_its_config() -> None:
+    from benchmarks.pairs import stldm
+
+    side = stldm.ours("stldm", REPO / "configs/tiny/stldm.yaml", ["--data.init_args.frame_size=16"])
+    side.set_sampler("ddim", 1)
+    frames = side.forecast()
+    assert frames.shape == (1, side.module.out_frames, 1, 16, 16) and 0 <= frames.min() <= frames.max() <= 1
+    assert side.module.sampling.guidance_scale == 1.0
 
 
 def test_flop_counter_counts_two_per_multiply_add() -> None:
@@ -92,12 +124,19 @@ def test_flop_counter_counts_two_per_multiply_add() -> None:
     assert flops.counted_flops(lambda: layer(torch.ones(2, 4))) == 2 * 2 * 4 * 3
 
 
-def test_flops_of_the_tiny_raindiff(tmp_path: Path) -> None:
-    result = flops.main(["--configs", TINY_RAINDIFF, "--repeats", "1", "--output", str(tmp_path / "f.json")])
-    row = result["configs"][0]
-    forecast, train = row["forecast"], row["train_step"]
-    assert (row["model"], row["frames"], row["size"], forecast["steps"]) == ("raindiff", "5->10", 32, 5)
-    assert forecast["per_step_flops"] > 0 and forecast["one_off_flops"] > 0
-    assert forecast["flops"] == forecast["one_off_flops"] + 5 * forecast["per_step_flops"]
+def test_flops_extrapolate_the_forecast_and_count_the_training_step() -> None:
+    side = linear_side(250)
+    forecast = flops.forecast_cost(side, repeats=1)
+    assert (forecast["one_off_flops"], forecast["per_step_flops"]) == (24, 24)
+    assert forecast["flops"] == 24 + 250 * 24 and forecast["steps"] == 250
     assert forecast["h100_lower_bound_s"] == pytest.approx(forecast["flops"] / 989e12)
-    assert train["flops"] > forecast["per_step_flops"] and train["flops_config_batch"] == 8 * train["flops"]
+    train = flops.training_cost(side, batch_size=8)
+    assert train["flops"] == 24 + 24 and train["flops_config_batch"] == 8 * 48  # forward + weight gradient
+
+
+def test_flops_refuses_a_config_of_another_task(capsys) -> None:
+    with pytest.raises(SystemExit, match="SimVPTask is not one of RainDiffTask, STLDMTask"):
+        flops.model_of(REPO / "configs/demo.yaml")
+    with pytest.raises(SystemExit):
+        flops.parse_args(["--configs", "configs/nowhere.yaml"])
+    assert "no such file: " in capsys.readouterr().err

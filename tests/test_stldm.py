@@ -1,5 +1,5 @@
 """STLDM: networks at the paper sizes (instantiation only), the tiny task's losses, CFG, seeding, errors and
-the converter round trip. Parity with the released code itself is benchmarks/parity_stldm.py."""
+the converter round trip. Parity with the released code itself is ``python -m benchmarks.parity --model stldm``."""
 
 import pytest
 import torch
