@@ -181,9 +181,11 @@ def parity(model: str, checkout: Path, *, size: int = 128, seed: int = 0, batch:
     compare_networks(comparison, official, task.net, inputs, seed)
     compare_loss(comparison, official, task, inputs, targets, seed)
     compare_sample(comparison, official, task, inputs, seed)
-    setting = {"variant": "released", "batch": batch, "frames": f"{in_frames}->{out_frames}", "size": size,
-               "seed": seed, "params": {"ours": sum(p.numel() for p in task.parameters()),
-                                        "official": sum(p.numel() for p in official.parameters())}}
+    source = f"{SOURCE[model]} of commit {TRAINING_LOSS_COMMIT}" if hasattr(official, "_forward") else SOURCE[model]
+    setting = {"variant": "released", "official_source": source, "batch": batch,
+               "frames": f"{in_frames}->{out_frames}", "size": size, "seed": seed,
+               "params": {"ours": sum(p.numel() for p in task.parameters()),
+                          "official": sum(p.numel() for p in official.parameters())}}
     return setting | comparison.result()
 
 
