@@ -9,8 +9,8 @@ attention, 2 FLOPs per multiply-add; element-wise operations are not counted):
 * forecast: the config's sampler (STLDM guided with w = 1, both branches in one batched call) is run with 1 and
   with 2 steps; the difference is the cost of one step (its network calls: one per segment for RainDiff /
   DiffCast), the rest is the one-off part (mean, encoders, decoder). One forecast at the paper's step count
-  is ``one_off + steps * per_step``. CPU seconds are measured the same way (fastest of ``--repeats`` 1- and
-  2-step forecasts, extrapolated), not by running the whole forecast.
+  is ``one_off + steps * per_step``. CPU seconds are measured the same way, from the fastest of ``--repeats``
+  1-step and (1 + ``--timing-steps``)-step forecasts, and extrapolated, not by running the whole forecast.
 * training step: the task's ``training_loss`` forward and backward (with activation checkpointing as the config
   sets it, recomputed forwards included; no optimiser update), FLOPs and CPU seconds of one step (the first
   of the process, timed under the counter);
@@ -57,16 +57,19 @@ def model_of(config: Path) -> str:
     return TASK_MODELS[name]
 
 
-def forecast_cost(side, repeats: int) -> dict:
-    """FLOPs and CPU seconds of one forecast at the paper step count, from 1- and 2-step forecasts."""
+def forecast_cost(side, repeats: int, timing_steps: int = 4) -> dict:
+    """FLOPs and CPU seconds of one forecast at the paper step count: FLOPs from 1- and 2-step forecasts,
+    seconds from the fastest of ``repeats`` 1-step and ``1 + timing_steps``-step forecasts."""
     sampler, steps = side.sampler
     side.module.eval()
     flops, seconds = {}, {}
     for k in (1, 2):
         side.set_sampler(sampler, k)
         flops[k] = counted_flops(side.forecast)
+    for k in (1, 1 + timing_steps):
+        side.set_sampler(sampler, k)
         seconds[k] = min(timed(side.forecast, repeats)[0])
-    per_step, per_step_s = flops[2] - flops[1], max(seconds[2] - seconds[1], 0.0)
+    per_step, per_step_s = flops[2] - flops[1], max(seconds[1 + timing_steps] - seconds[1], 0.0) / timing_steps
     one_off, one_off_s = flops[1] - per_step, max(seconds[1] - per_step_s, 0.0)
     total = one_off + steps * per_step
     return {"sampler": sampler, "steps": steps, "flops": total, "per_step_flops": per_step,
@@ -88,12 +91,12 @@ def training_cost(side, batch_size: int) -> dict:
             "h100_lower_bound_config_batch_s": flops * batch_size / H100_BF16_DENSE_FLOPS}
 
 
-def measure(config: Path, repeats: int) -> dict:
+def measure(config: Path, repeats: int, timing_steps: int) -> dict:
     model = model_of(config)
     side = pair_module(model).ours(model, config)
     _, data = config_sections(config)
     with torch.no_grad():
-        forecast = forecast_cost(side, repeats)
+        forecast = forecast_cost(side, repeats, timing_steps)
     return {"config": str(config.relative_to(REPO)), "model": model,
             "frames": f"{data['in_frames']}->{data['out_frames']}", "size": data.get("frame_size") or 128,
             "params": sum(p.numel() for p in side.module.parameters()), "forecast": forecast,
@@ -103,7 +106,9 @@ def measure(config: Path, repeats: int) -> dict:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.flops", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", type=Path, nargs="+", default=[Path(c) for c in PAPER_CONFIGS])
-    parser.add_argument("--repeats", type=int, default=2, help="timed 1- and 2-step forecasts (fastest counts)")
+    parser.add_argument("--repeats", type=int, default=2, help="timed forecasts of each length (fastest counts)")
+    parser.add_argument("--timing-steps", type=int, default=4,
+                        help="sampler steps between the two timed forecast lengths")
     output_argument(parser)
     args = parser.parse_args(argv)
     args.configs = [(c if c.is_absolute() else REPO / c).resolve() for c in args.configs]
@@ -116,11 +121,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(0)
-    rows = [measure(config, args.repeats) for config in args.configs]
+    rows = [measure(config, args.repeats, args.timing_steps) for config in args.configs]
     result = {"counter": "torch.utils.flop_counter.FlopCounterMode", "dtype": "float32", "device": "cpu",
               "batch": 1, "h100_peak_flops_per_s": H100_BF16_DENSE_FLOPS,
               "h100_peak": "H100 SXM dense bf16 tensor-core peak (989 TFLOP/s, no sparsity)",
-              "cpu_time": "forecast: 1- and 2-step forecasts timed, extrapolated to the paper step count; "
+              "cpu_time": f"forecast: the fastest of {args.repeats} 1-step and {1 + args.timing_steps}-step "
+                          "forecasts, extrapolated to the paper step count; "
                           "training: the counted step (the first of the process) timed",
               "configs": rows}
     return write_result(result, args.output, module="benchmarks.flops", argv=argv)
