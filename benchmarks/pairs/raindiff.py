@@ -224,9 +224,11 @@ def ours(model: str, config: Path, overrides: Sequence[str] = ()) -> Side:
                 sampler=(task.sampling.sampler, task.sampling.sampling_steps))
 
 
-def official(model: str, checkout: Path, config: Path, sample_steps: int) -> Side:
-    """The official model at the frame counts and size of ``config``, DDIM with ``sample_steps`` steps."""
-    _, data = config_sections(config)
+def official(model: str, checkout: Path, config: Path, sample_steps: int | None) -> Side:
+    """The official model at the frame counts and size of ``config``, DDIM with ``sample_steps`` steps (default:
+    the config's ``sampling_steps``)."""
+    init, data = config_sections(config)
+    sample_steps = sample_steps or init.get("sampling_steps", 250)
     in_frames, out_frames, size = data["in_frames"], data["out_frames"], data.get("frame_size") or 128
     module = build_official(model, checkout, in_frames=in_frames, out_frames=out_frames, size=size,
                             sampling_steps=sample_steps)

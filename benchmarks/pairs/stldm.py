@@ -193,9 +193,10 @@ def ours(model: str, config: Path, overrides: Sequence[str] = ()) -> Side:
                 sampler=(task.sampling.sampler, task.sampling.sampling_steps))
 
 
-def official(model: str, checkout: Path, config: Path, sample_steps: int) -> Side:
+def official(model: str, checkout: Path, config: Path, sample_steps: int | None) -> Side:
     """The released model of the same frame counts (``model_setup(config, cfg_str=1.0)``, as ``ens_gen.py
-    --c_str 1.0``); its loss is the sum of its four terms."""
+    --c_str 1.0``), guided DDIM with ``sample_steps`` steps (default: its own, 20); its loss is the sum of its
+    four terms."""
     official_model, official_config = official_modules(checkout)
     _, data = config_sections(config)
     frames = (data["in_frames"], data["out_frames"])
@@ -203,7 +204,8 @@ def official(model: str, checkout: Path, config: Path, sample_steps: int) -> Sid
     if name is None:
         raise SystemExit(f"{config}: the released code has no configuration for {frames[0]} -> {frames[1]} frames")
     module = official_model.model_setup(getattr(official_config, name), cfg_str=1.0)
-    module.sampling_timesteps, module.is_ddim_sampling = sample_steps, True
+    module.sampling_timesteps = sample_steps or module.sampling_timesteps
+    module.is_ddim_sampling = True
     inputs, targets = _batch(*frames, data.get("frame_size") or 128)
 
     def forecast() -> torch.Tensor:
@@ -216,4 +218,4 @@ def official(model: str, checkout: Path, config: Path, sample_steps: int) -> Sid
         module.sampling_timesteps = steps
 
     return Side(module=module, loss=lambda: sum(module.compute_loss(inputs, targets)), forecast=forecast,
-                set_sampler=set_sampler, sampler=("ddim", sample_steps))
+                set_sampler=set_sampler, sampler=("ddim", module.sampling_timesteps))
