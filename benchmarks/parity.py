@@ -20,7 +20,6 @@ estimate, and the Hugging Face ``model.safetensors`` layout.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,12 +40,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=128, help="frame side in pixels (128 in the papers)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample-steps", type=int, default=5, help="DDIM steps of the compared sample")
-    parser.add_argument("--dataset", choices=DATASETS, default="hko7",
-                        help="STLDM only: which released configuration (frame counts and widths)")
+    parser.add_argument("--dataset", choices=DATASETS,
+                        help="STLDM only: which released configuration (frame counts and widths; default hko7)")
     output_argument(parser)
     args = parser.parse_args(argv)
-    if args.model != "stldm" and "--dataset" in (sys.argv[1:] if argv is None else argv):
+    if args.model != "stldm" and args.dataset is not None:
         parser.error("--dataset applies to --model stldm only")
+    args.dataset = args.dataset or "hko7"
     return args
 
 
