@@ -2,21 +2,20 @@
 
 Forecasts of blocky rain cells (−10…60 dBZ, 5 observed frames, moving 2 px per frame) at several frame sizes;
 one JSON object per (task, size) with wall and process-CPU seconds per forecast row (one window, one
-member) and the peak resident memory of the process. Usage:
-``python benchmarks/baselines_cost.py [--sizes 64 128 256 --out-frames 12 --rows 4]``.
+member) and the peak resident memory of the process, then all rows in one JSON object. Usage:
+``python -m benchmarks.baselines_cost [--sizes 64 128 256 --out-frames 12 --rows 4 --output FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
-import resource
 import time
 
 import numpy as np
 import torch
 
+from benchmarks.harness import output_argument, peak_rss_gb, write_result
 from nowcast_pl.models.baselines import ExtrapolationTask, StepsTask
 
 
@@ -44,8 +43,7 @@ def measure(task_name: str, size: int, out_frames: int, rows: int, cascade_level
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     return {"task": task_name, "frame_size": size, "out_frames": out_frames, "cascade_levels": cascade_levels,
             "rows": rows, "wall_s_per_row": wall / rows, "cpu_s_per_row": cpu / rows,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "torch_threads": torch.get_num_threads(), "machine": f"{platform.machine()}, {platform.processor()}"}
+            "peak_rss_mb": peak_rss_gb() * 1024}
 
 
 def main() -> None:
@@ -53,11 +51,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--out-frames", type=int, default=12)
     parser.add_argument("--rows", type=int, default=4)
+    output_argument(parser)
     args = parser.parse_args()
+    rows = []
     for size in args.sizes:
         for task_name in ("extrapolation", "steps"):
-            levels = 6 if size >= 128 else 4
-            print(json.dumps(measure(task_name, size, args.out_frames, args.rows, levels)), flush=True)
+            rows.append(measure(task_name, size, args.out_frames, args.rows, 6 if size >= 128 else 4))
+            print(json.dumps(rows[-1]), flush=True)
+    write_result({"results": rows}, args.output, module="benchmarks.baselines_cost", argv=None)
 
 
 if __name__ == "__main__":

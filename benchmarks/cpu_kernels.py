@@ -11,23 +11,22 @@ Prints one JSON object:
 * ``dilated_conv``: the 7x7 dilation-3 depthwise convolution of TAU and gSTA, channels-last, forward and forward
   + backward, PyTorch's dilated kernel against :class:`~nowcast_pl.layers.dilated_conv.DilatedDepthwiseConv2d`.
 
-    python benchmarks/cpu_kernels.py [--output benchmarks/results/cpu_kernels.json]
+    python -m benchmarks.cpu_kernels [--output benchmarks/results/cpu_kernels.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
+from collections.abc import Sequence
 from functools import partial
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[1]
+from benchmarks.harness import output_argument, write_result
 
 
 def milliseconds(fn, repeats: int = 15) -> float:
@@ -96,21 +95,15 @@ def dilated_conv() -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, help="also write the JSON here")
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.cpu_kernels", description=__doc__.splitlines()[0])
+    output_argument(parser)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(REPO))
-    from benchmarks.parity_stldm import machine, report  # noqa: PLC0415
-
     torch.manual_seed(0)
     result = {"dtype": "float32", "conv_layout": conv_layout(), "temporal_norm": temporal_norm(),
-              "dilated_conv": dilated_conv(),
-              "command": " ".join(["python benchmarks/cpu_kernels.py", *(sys.argv[1:] if argv is None else argv)]),
-              "machine": machine()}
-    return report(result, args.output)
+              "dilated_conv": dilated_conv()}
+    return write_result(result, args.output, module="benchmarks.cpu_kernels", argv=argv)
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     main()

@@ -7,7 +7,7 @@ samples/s(2) / samples/s(1) (target >= 1.6). Steps after a warm-up are timed fro
 other work on the same cores distorts the result. GPU measurements (bf16 vs fp32, ``torch.compile``, peak
 memory) are not made by this script.
 
-Usage: ``python benchmarks/ddp_scaling.py [--steps 40 --warmup 5 --frame-size 64 --out FILE.json]``.
+Usage: ``python -m benchmarks.ddp_scaling [--steps 40 --warmup 5 --frame-size 64 --output FILE.json]``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,9 +25,9 @@ import numpy as np
 import yaml
 from lightning.pytorch.callbacks import Callback
 
+from benchmarks.harness import REPO, output_argument, write_result
 from nowcast_pl.data import FrameEncoding, RadarStoreWriter, StoreMetadata
 
-REPO = Path(__file__).resolve().parents[1]
 ENCODING = FrameEncoding(dtype="uint8", units="dBZ", quantity="reflectivity", long_name="reflectivity",
                          fill_value=255, scale_factor=70 / 255, add_offset=-10.0)
 
@@ -108,7 +107,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed optimiser steps first")
     parser.add_argument("--frame-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=4, help="per process")
-    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    output_argument(parser)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -118,15 +117,9 @@ def main() -> None:
     result = {
         "benchmark": "ddp_scaling", "model": "SimVPTask hid_S=16 hid_T=64 N_T=4, 5->5 frames",
         "frame_size": args.frame_size, "batch_size_per_process": args.batch_size, "threads_per_process": 1,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "runs": runs, "speedup_2_vs_1": runs[1]["samples_per_s"] / runs[0]["samples_per_s"], "target_speedup": 1.6,
-        "gpu": "not measured: no GPU was lent to this task (bf16 vs fp32, torch.compile, peak memory and the "
-               "STLDM seconds per sample need a GPU run)",
     }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    write_result(result, args.output, module="benchmarks.ddp_scaling", argv=None)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ the proportional memory (PSS) of the process tree, and prints one JSON object.
 then rewritten once or twice) against appending the same frames in shard-aligned 64-frame blocks, i.e. what a
 buffering writer would do.
 
-Usage: ``python benchmarks/prep_throughput.py [--size-gb 2 --workers 2 --dir /tmp/sevir-bench --writer-check]``.
+Usage: ``python -m benchmarks.prep_throughput [--size-gb 2 --workers 2 --dir /tmp/sevir-bench --writer-check]``.
 The archive is in the page cache when just written, so MB/s measures the conversion, not the disk.
 """
 
@@ -31,6 +31,8 @@ import h5py
 import numpy as np
 import pandas as pd
 import psutil
+
+from benchmarks.harness import output_argument, write_result
 
 SIZE, FRAMES = 384, 49
 EVENT_BYTES = SIZE * SIZE * FRAMES
@@ -153,6 +155,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dir", type=Path, help="work folder (default: a new temporary folder, removed after)")
     parser.add_argument("--writer-check", action="store_true", help="also compare store-writer append patterns")
+    output_argument(parser)
     args = parser.parse_args()
     from data_prep.registry import converters
 
@@ -179,7 +182,7 @@ def main() -> None:
     }
     if args.writer_check:
         result["writer_check"] = writer_check(work, n_events=min(n_events, 13), seed=args.seed + 1)
-    print(json.dumps(result, indent=1))
+    write_result(result, args.output, module="benchmarks.prep_throughput", argv=None)
     if args.dir is None:
         shutil.rmtree(work)
 

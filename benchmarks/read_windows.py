@@ -1,7 +1,7 @@
 """Windows per second delivered by ``RadarDataModule`` for 0, 1 and 2 DataLoader workers.
 
-Prints one JSON object per worker count. Usage:
-``python benchmarks/read_windows.py --store data/synthetic.zarr [--frame-size 128 --batches 30]``.
+Prints one JSON line per worker count, then all of them in one JSON object. Usage:
+``python -m benchmarks.read_windows --store data/synthetic.zarr [--frame-size 128 --batches 30 --output FILE]``.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import json
 import time
 
+from benchmarks.harness import output_argument, write_result
 from nowcast_pl.data import RadarDataModule, Split
 
 
@@ -35,9 +36,13 @@ def main() -> None:
     parser.add_argument("--frame-size", type=int, default=None)
     parser.add_argument("--batches", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
+    output_argument(parser)
     args = parser.parse_args()
+    rows = []
     for workers in (0, 1, 2):
-        print(json.dumps(measure(args.store, workers, args.frame_size, args.batches, args.batch_size)), flush=True)
+        rows.append(measure(args.store, workers, args.frame_size, args.batches, args.batch_size))
+        print(json.dumps(rows[-1]), flush=True)
+    write_result({"rows": rows}, args.output, module="benchmarks.read_windows", argv=None)
 
 
 if __name__ == "__main__":

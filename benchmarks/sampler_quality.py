@@ -5,18 +5,17 @@ started at t = T-1 ends at x0 = mu + s (x_T - α_T mu)/sqrt(α_T² s² + σ_T²)
 schedule (sigmoid T=1000 as RainDiff, sigmoid T=50 as STLDM) and data law, the RMS error of DDIM (η = 0) and
 DPM-Solver++(2M) versus the number of denoiser calls, the error floor left by the final denoising jump
 from t = 0 (exact ODE to t = 0, then the exact denoiser), and whether DPM-Solver++ at 20 calls is at least as
-accurate as DDIM at 100. Usage: ``python benchmarks/sampler_quality.py [--samples 4096 --machine TEXT]``.
+accurate as DDIM at 100. Usage: ``python -m benchmarks.sampler_quality [--samples 4096 --output FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import platform
 
 import torch
 
+from benchmarks.harness import output_argument, write_result
 from nowcast_pl.diffusion import ddim_sample, dpmpp_2m_sample, sigmoid_schedule
 
 CALLS = (5, 10, 20, 50, 100, 250)
@@ -63,14 +62,13 @@ def measure(T: int, law: dict, samples: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=4096, help="rows of 4 values of initial noise")
-    parser.add_argument("--machine", default=platform.processor() or platform.machine())
+    output_argument(parser)
     args = parser.parse_args()
     cases = [measure(T, law, args.samples) for T in (1000, 50) for law in DATA_LAWS]
     key = "dpmpp_20_at_least_as_accurate_as_ddim_100"
     checks = [case[key] for case in cases if key in case]
-    print(json.dumps({"benchmark": "sampler_quality", "machine": args.machine, "torch": torch.__version__,
-                      "dtype": "float64", "samples": args.samples * 4, "cases": cases,
-                      key: all(checks)}, indent=1))
+    write_result({"benchmark": "sampler_quality", "dtype": "float64", "samples": args.samples * 4, "cases": cases,
+                  key: all(checks)}, args.output, module="benchmarks.sampler_quality", argv=None)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Measure radar-store layouts: write MB/s, size on disk, and random 25-frame window reads per second.
 
-Prints one JSON object per layout. Usage: ``python benchmarks/store_layout.py [--events 40 --size 384]``.
+Prints one JSON line per layout, then all of them in one JSON object. Usage:
+``python -m benchmarks.store_layout [--events 40 --size 384 --output FILE]``.
 Data: synthetic radar frames (realistic compressibility), uint8, like SEVIR VIL at 384×384.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.harness import output_argument, write_result
 from nowcast_pl.data.store import RadarStore, RadarStoreWriter, StoreLayout
 from nowcast_pl.data.synthetic import SYNTHETIC_ENCODING as ENCODING
 from nowcast_pl.data.synthetic import SyntheticRadarConfig, generate_event, synthetic_metadata
@@ -58,16 +60,20 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=49)
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--reads", type=int, default=100)
+    output_argument(parser)
     args = parser.parse_args()
     events = _events(args.events, args.size, args.frames)
     settings = ((1, 3), (16, 3), (49, 3), (64, 3), (256, 3), (64, 1), (64, 9))
     layouts = [StoreLayout(shard_frames=s, zstd_level=z) for s, z in settings]
     root = Path(tempfile.mkdtemp())
+    rows = []
     try:
         for layout in layouts:
-            print(json.dumps(_measure(root / "s.zarr", events, layout, args.reads)), flush=True)
+            rows.append(_measure(root / "s.zarr", events, layout, args.reads))
+            print(json.dumps(rows[-1]), flush=True)
     finally:
         shutil.rmtree(root)
+    write_result({"rows": rows}, args.output, module="benchmarks.store_layout", argv=None)
 
 
 if __name__ == "__main__":

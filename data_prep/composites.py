@@ -64,10 +64,11 @@ encoding is kept.
   (pysteps-data: SRC = radar/bom/prcp-c10/66)""" + _COMMON_HELP
 
     def read_field(self, path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-        """The same field as ``import_bom_rf3`` (CF mask and scale, NaN where masked), ~40x faster.
+        """The same field as ``import_bom_rf3`` (CF mask and scale, NaN where masked), read faster.
 
         pysteps' importer also rebuilds the geodata of every file by iterating over the x/y variables
-        element by element (~0.6 s per file); the grid is read once, in :meth:`spec`, through the importer.
+        element by element (timed in docs/datasets.md); the grid is read once, in :meth:`spec`, through the
+        importer.
         """
         with netCDF4.Dataset(path) as ds:
             var = ds.variables["precipitation"]

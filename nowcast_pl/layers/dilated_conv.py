@@ -1,10 +1,10 @@
 """Depthwise dilated convolution: faster on CPU, and avoiding a wrong bf16 weight gradient of PyTorch's CPU kernel.
 
-Speed: oneDNN's dilated depthwise kernels are slow on CPU (2.5-13 GFLOP/s on 2 cores for the 7 x 7,
-dilation-3 convolution of TAU and gSTA). A "same" dilated convolution equals an undilated one run on the
-``d x d`` phase sub-grids of the map (``x[i::d, j::d]`` stacked into the batch, the "space-to-batch" form),
-which on fp32 CPU is 1.4-3x faster forward and 1.4-1.9x with backward (2 cores,
-``benchmarks/cpu_kernels.py``), with the same values up to float rounding.
+Speed: oneDNN's dilated depthwise kernels are slow on CPU (for the 7 x 7, dilation-3 convolution of TAU and
+gSTA). A "same" dilated convolution equals an undilated one run on the ``d x d`` phase sub-grids of the map
+(``x[i::d, j::d]`` stacked into the batch, the "space-to-batch" form), which is faster on fp32 CPU, forward and
+backward, with the same values up to float rounding (``python -m benchmarks.cpu_kernels``; measured figures in
+``benchmarks/README.md``).
 
 Correctness: on CPU, the channels-last bf16 kernel of a dilated depthwise convolution returns a wrong weight gradient
 (relative error ~1 or inf instead of ~3e-3) from 32 x 32 frames up, measured for the 7 x 7, dilation-3

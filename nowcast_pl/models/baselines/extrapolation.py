@@ -18,7 +18,8 @@ def estimate_motion(decibels: np.ndarray, method: MotionMethod) -> np.ndarray:
     """(T, H, W) dB rain rate → (2, H, W) advection field (x, y) in pixels per time step (pysteps ``motion``).
 
     ``lucaskanade``: dense Lucas–Kanade (Lucas & Kanade 1981; pysteps ``dense_lucaskanade``, needs OpenCV);
-    ``vet``: variational echo tracking (Laroche & Zawadzki 1995) on the last 3 frames, ~100× slower on CPU.
+    ``vet``: variational echo tracking (Laroche & Zawadzki 1995) on the last 3 frames, much slower on CPU
+    (docs/baselines.md).
     """
     motion = import_pysteps("pysteps.motion")
     if method == "vet":

@@ -55,10 +55,10 @@ class RainDiffTask(DiffusionTask):
             ``"encoder"`` (each encoder level) and ``"denoiser"`` (each segment's U-Net call).
         sampling_steps: DDIM steps (250 as the paper); any core sampler and step count at test time.
         compile_denoiser: run-time; sample with ``torch.compile`` (inductor) of the U-Net. The first forecast
-            of a process compiles it (about 2 minutes on a 2-core CPU at the paper config; about 8 s when
-            inductor's on-disk cache already holds it; a new batch size, e.g. a smaller last
-            ``member_chunk``, compiles once more); each denoiser call is then faster (fused normalisations
-            and activations). Same values up to float rounding; needs a C++ compiler on CPU.
+            of a process compiles it (minutes on CPU at the paper config, seconds once inductor's on-disk cache
+            holds it, measured in ``docs/raindiff.md``; a new batch size, e.g. a smaller last ``member_chunk``,
+            compiles once more); each denoiser call is then faster (fused normalisations and activations).
+            Same values up to float rounding; needs a C++ compiler on CPU.
         lr, betas, warmup_steps, warmup_start_factor, gradient_clip_norm: the paper's optimiser (AdamW 1e-4,
             betas (0.9, 0.95), 1000 warm-up steps from 0 then cosine, gradient norm clipped to 1).
         **kwargs: :class:`DiffusionTask` arguments (T = 1000, sigmoid schedule, v objective with the

@@ -43,8 +43,8 @@ class GainLayerNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Computed on a view whose axes are in memory order, then permuted back: on CPU a reduction over time
-        # of a channels-last (B, T, C, H, W) map is otherwise 4-9x slower (benchmarks/cpu_kernels.py). Two
-        # passes (mean, then mean of squared deviations): torch.var_mean is 5-15x slower for these shapes.
+        # of a channels-last (B, T, C, H, W) map is otherwise several times slower (benchmarks/cpu_kernels.py).
+        # Two passes (mean, then mean of squared deviations): torch.var_mean is slower still for these shapes.
         order = sorted(range(x.ndim), key=lambda axis: -x.stride(axis))
         y = x.permute(order)
         reduce_dim, channel_dim = order.index(self.reduce_dim % x.ndim), order.index(self.channel_dim % x.ndim)
@@ -85,7 +85,7 @@ class PatchLinearAttention(nn.Module):
 
     #: Largest q, k, v activation (bytes) computed at once; a batch needing more is split over its rows
     #: (windows are independent, so the result is the same). On CPU a fresh block above glibc's 32 MiB mmap
-    #: limit is page-faulted in on every call: splitting makes this layer ~3x faster on 20 frames of 32 x 32.
+    #: limit is page-faulted in on every call, which splitting avoids (measured in docs/stldm.md).
     chunk_bytes = 16 * 2**20
 
     def __init__(self, dim: int, patch_size: int, *, heads: int = 4, dim_head: int = 32) -> None:

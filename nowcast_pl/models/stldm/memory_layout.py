@@ -1,10 +1,10 @@
 """Memory layout of feature maps for fast CPU convolutions.
 
 oneDNN (PyTorch's CPU convolution backend) picks its kernels from the input's layout when the weights are in
-the default NCHW layout. Measured on a 2-core Xeon, fp32: channels-last is as fast or faster from 8 x 8 pixels
-up (up to 6x for depthwise convolutions), NCHW is faster for the tiny maps at the bottom of a U-Net (a 3x3
-512 -> 512 convolution over 40 maps of 4 x 4: 10 ms against 16 ms channels-last; ``benchmarks/cpu_kernels.py``).
-Values are the same in either layout up to float rounding.
+the default NCHW layout. On CPU in fp32, channels-last is as fast or faster from 8 x 8 pixels up (most of all for
+depthwise convolutions) and NCHW is faster for the tiny maps at the bottom of a U-Net (``python -m
+benchmarks.cpu_kernels``; measured figures in ``docs/stldm.md``). Values are the same in either layout up to
+float rounding.
 """
 
 from __future__ import annotations

@@ -54,16 +54,16 @@ class STLDM(nn.Module):
         temporal_norm: ``"time"`` (released code) or ``"channels"``, see
             :func:`~nowcast_pl.models.stldm.attention.temporal_block`.
         checkpoint_vae: in training, recompute the VAE's activations in the backward pass instead of keeping
-            them (same values; about 6% more compute per step, ~1 GB less memory at 128 x 128, 5 -> 20). The
+            them (same values; one more VAE forward pass per step for less memory, see docs/stldm.md). The
             frames are checkpointed in groups (:attr:`vae_chunk_bytes`), so the backward pass recomputes one
             group's activations at a time.
-        checkpoint_translator: the same for the Translator (~0.5 GB less at 128 x 128, 5 -> 20, for one more
-            Translator forward pass per training step).
+        checkpoint_translator: the same for the Translator (less memory for one more Translator forward pass
+            per training step).
     """
 
     #: With ``checkpoint_vae``, frames are checkpointed in groups whose widest VAE activation stays within this
     #: many bytes (at least one frame per group; frames are independent in the VAE, so values are unchanged).
-    #: 8 MiB = 4 frames at 128 x 128: peak memory of a HKO-7 training step ~3.6 GB -> ~3.2 GB (one-off A/B).
+    #: 8 MiB = 4 frames at 128 x 128 (its effect on peak memory is in docs/stldm.md).
     vae_chunk_bytes = 8 * 2**20
 
     def __init__(self, *, in_frames: int, out_frames: int, channels: int = 1, latent_channels: int = 32,
@@ -85,7 +85,7 @@ class STLDM(nn.Module):
                               groups=groups, heads=heads, dim_head=dim_head, temporal=temporal_attention,
                               temporal_norm=temporal_norm)
         # The VAE's and Translator's convolutions run faster on CPU in channels-last layout, with the same
-        # results (a training step of the HKO-7 config ~11 s -> ~9 s on 2 cores in a one-off A/B); the U-Net
+        # results (docs/stldm.md); the U-Net
         # picks a layout per level from its inputs (see STLDMUNet).
         self.vae.to(memory_format=torch.channels_last)
         self.translator.to(memory_format=torch.channels_last)

@@ -1,5 +1,5 @@
 """STLDMTask on a tiny network: losses and their terms, staged training, CFG, seeding and errors. Parity with
-the released code itself is benchmarks/parity_stldm.py."""
+the released code itself is ``python -m benchmarks.parity --model stldm``."""
 
 import pytest
 import torch
