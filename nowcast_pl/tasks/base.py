@@ -269,8 +269,14 @@ class NowcastTask(pl.LightningModule):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.param_groups(), lr=hp.lr, betas=tuple(hp.betas),
                                       weight_decay=hp.weight_decay)
-        total = hp.schedule_steps or (int(self.trainer.estimated_stepping_batches) if self._trainer else 1)
-        schedule = warmup_cosine(hp.warmup_steps, hp.warmup_start_factor, max(1, total), hp.min_lr / hp.lr,
+        if hp.schedule_steps or not self._trainer:
+            total = max(1, hp.schedule_steps or 1)
+        else:
+            # Asked for at the first decaying step, not now: the estimate sets up the training data, and data set
+            # up before a checkpoint is restored would start a resumed epoch from its first batch.
+            trainer = self.trainer
+            total = lambda: max(1, int(trainer.estimated_stepping_batches))  # noqa: E731
+        schedule = warmup_cosine(hp.warmup_steps, hp.warmup_start_factor, total, hp.min_lr / hp.lr,
                                  cosine=hp.schedule == "cosine")
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

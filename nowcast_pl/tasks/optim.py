@@ -60,23 +60,28 @@ def build_param_groups(
     return list(groups.values())
 
 
-def warmup_cosine(warmup: int, start: float, total: int, floor: float, *, cosine: bool) -> Callable[[int], float]:
+def warmup_cosine(warmup: int, start: float, total: int | Callable[[], int], floor: float, *,
+                  cosine: bool) -> Callable[[int], float]:
     """LR multiplier per step: linear warm-up from ``start`` to 1, then cosine decay to ``floor`` (or flat).
 
     Args:
         warmup: warm-up steps.
         start: multiplier at step 0.
-        total: step at which the cosine reaches ``floor``.
+        total: step at which the cosine reaches ``floor``, or a function giving it, called once, at the first
+            step that decays (so a trainer's estimate is asked for only once training has started).
         floor: final multiplier (``min_lr / lr``).
         cosine: False keeps 1 after the warm-up.
     """
+    resolved: list[int] = [] if callable(total) else [total]
 
     def factor(step: int) -> float:
         if step < warmup:
             return start + (1.0 - start) * step / warmup
-        if not cosine:
+        if not cosine or step == warmup:
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if not resolved:
+            resolved.append(total())
+        progress = min(1.0, (step - warmup) / max(1, resolved[0] - warmup))
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor

@@ -66,7 +66,7 @@ class Case:
                 "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.max_steps", "-1",
                 "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
                 "--trainer.log_every_n_steps", "1", "--trainer.limit_val_batches", "1",
-                "--trainer.num_sanity_val_steps", "1", "--model.init_args.schedule_steps", "20",
+                "--trainer.num_sanity_val_steps", "1",
                 "--model.init_args.panel_every_n_val_steps", "0"]
 
 

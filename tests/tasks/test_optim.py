@@ -1,10 +1,14 @@
-"""Parameter groups (lr multipliers, no decay for 1-D and layer-scale weights, frozen modules); gradient clipping."""
+"""Parameter groups (lr multipliers, no decay for 1-D and layer-scale weights, frozen modules); gradient clipping;
+the warm-up + cosine schedule."""
+
+import math
 
 import pytest
 import torch
 
 from nowcast_pl.cli import build_cli
 from nowcast_pl.models.simvp import SimVPTask
+from nowcast_pl.tasks.optim import warmup_cosine
 from tests.helpers.cli import write_config
 
 
@@ -52,3 +56,14 @@ def test_gradient_clipping_comes_from_the_model_config(tmp_path, store, monkeypa
                        trainer={"max_steps": 2, "limit_val_batches": 0})
     build_cli(["fit", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", "clip"])
     assert norms == [0.25, 0.25]
+
+
+def test_warmup_cosine_values_and_a_total_asked_for_once_at_the_first_decaying_step():
+    asked = []
+    factor = warmup_cosine(2, 0.1, lambda: asked.append(1) or 12, 0.01, cosine=True)
+    assert [factor(0), factor(1), factor(2)] == pytest.approx([0.1, 0.55, 1.0])
+    assert asked == []  # warm-up and the schedule's start need no total (nor the trainer's data)
+    assert factor(7) == pytest.approx(0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * 5 / 10)))
+    assert [factor(12), factor(20)] == pytest.approx([0.01, 0.01])
+    assert asked == [1]
+    assert warmup_cosine(0, 1.0, 4, 0.0, cosine=False)(3) == 1.0
