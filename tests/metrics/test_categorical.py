@@ -1,7 +1,6 @@
 """CategoricalScores against pysteps and a brute-force NumPy reference; protocols and key formats."""
 
 import math
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -9,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 from nowcast_pl.metrics import (
@@ -21,6 +19,7 @@ from nowcast_pl.metrics import (
     resolve_protocol,
     threshold_label,
 )
+from tests.helpers.gloo import results_of_two_gloo_ranks
 
 THRESHOLDS = (5.0, 20.0, 40.0)
 STATES = ("hits", "misses", "false_alarms", "correct_negatives")
@@ -281,19 +280,9 @@ def test_gloo_ddp_sync_equals_single_process():
     preds, target, mask = rain_fields(seed=9, batch=4)
     single = CategoricalScores(THRESHOLDS, lead_times=3, aggregation="global", pool_kernel=4)
     single.update(preds, target, mask)
-    with tempfile.TemporaryDirectory() as out_dir:
-        args = (2, str(Path(out_dir) / "rendezvous"), out_dir)
-        other_rank = mp.get_context("spawn").Process(target=_gloo_worker, args=(1, *args))
-        other_rank.start()
-        try:
-            _gloo_worker(0, *args)
-        finally:
-            other_rank.join(timeout=60)
-        assert other_rank.exitcode == 0
-        for rank in range(2):
-            synced = torch.load(Path(out_dir) / f"rank{rank}.pt")
-            for key, value in single.compute().items():
-                torch.testing.assert_close(synced[key], value, equal_nan=True)
+    for synced in results_of_two_gloo_ranks(_gloo_worker):
+        for key, value in single.compute().items():
+            torch.testing.assert_close(synced[key], value, equal_nan=True)
 
 
 def test_keys_labels_and_nan_for_undefined_scores():

@@ -1,6 +1,5 @@
 """Ensemble metrics (CRPS, rank histogram, spread-skill) against pysteps.verification; masks; DDP sync."""
 
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -8,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from pysteps.verification import ensscores, probscores
 
 from nowcast_pl.metrics import (
@@ -20,6 +18,7 @@ from nowcast_pl.metrics import (
     flatten_scores,
 )
 from tests.helpers.ensembles import LEADS, MEMBERS, ensemble_fields, lead_slice, pysteps_members
+from tests.helpers.gloo import results_of_two_gloo_ranks
 
 
 def test_crps_standard_equals_pysteps_and_fair_equals_its_definition():
@@ -144,20 +143,10 @@ def test_gloo_ddp_sync_of_ensemble_metrics_equals_single_process():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = flatten_scores(single.compute())
-    with tempfile.TemporaryDirectory() as out_dir:
-        args = (2, str(Path(out_dir) / "rendezvous"), out_dir)
-        other_rank = mp.get_context("spawn").Process(target=_gloo_worker, args=(1, *args))
-        other_rank.start()
-        try:
-            _gloo_worker(0, *args)
-        finally:
-            other_rank.join(timeout=60)
-        assert other_rank.exitcode == 0
-        for rank in range(2):
-            synced = torch.load(Path(out_dir) / f"rank{rank}.pt")
-            assert synced.keys() == expected.keys()
-            for key, value in expected.items():
-                torch.testing.assert_close(synced[key], value, equal_nan=True, rtol=1e-6, atol=0, msg=key)
+    for synced in results_of_two_gloo_ranks(_gloo_worker):
+        assert synced.keys() == expected.keys()
+        for key, value in expected.items():
+            torch.testing.assert_close(synced[key], value, equal_nan=True, rtol=1e-6, atol=0, msg=key)
 
 
 def test_crps_with_ties_equals_the_integral_of_the_squared_cdf_difference():
