@@ -172,7 +172,7 @@ def timed_forecast(checkpoint: Path, files: list[Path], output: Path, members: i
     cli.write_forecast = clock.wrap("write", original["write_forecast"])
     cli.write_quicklook = clock.wrap("quicklook", original["write_quicklook"])
     argv = ["--checkpoint", str(checkpoint), "--source", "fmi", "--inputs", *map(str, files),
-            "--members", str(members), "--output", str(output)]
+            "--members", str(members), "--tile-batch", str(tile_batch), "--output", str(output)]
     try:
         start = time.perf_counter()
         cli.run(cli.parse_args(argv))
@@ -185,7 +185,8 @@ def timed_forecast(checkpoint: Path, files: list[Path], output: Path, members: i
     seconds["tiles"] -= seconds["network"]  # forecast() minus the network calls it makes
     task = loaded["task"]
     return {"seconds": seconds, "total_s": total, "network_calls": clock.calls["network"],
-            "task": type(task).__name__, "sampler_used": {key: task.hparams.get(key) for key in runtime},
+            "task": type(task).__name__,
+            "sampler_used": {key: getattr(getattr(task, "sampling", None), key, None) for key in runtime},
             "parameters": sum(p.numel() for p in task.parameters()),
             "tile": list(task.frame_preparation.tile), "in_frames": task.in_frames, "leads": task.out_frames,
             "output_mb": output.stat().st_size / 2**20}
