@@ -38,9 +38,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from benchmarks.harness import REPO, output_argument, peak_rss_gb, run_in_subprocess, write_result
+from benchmarks.harness import REPO, config_sections, output_argument, peak_rss_gb, run_in_subprocess, write_result
 
 MODULE = "benchmarks.forecast_latency"
 # name -> (paper config, tiny config, cost-harness result holding its fastest sampler within tolerance)
@@ -91,9 +89,10 @@ def write_raw_files(folder: Path, size: int, frames: int, step_minutes: float) -
     return [folder / t.strftime(FMI_PATTERN) for t in times]
 
 
-def write_checkpoint(config: Path, leads: int, folder: Path) -> Path:
+def write_checkpoint(config: Path, data: dict[str, Any], leads: int, folder: Path) -> Path:
     """A checkpoint of the model of ``config`` with its initial (random, seeded) weights, ``leads`` output frames
-    and a frame recipe that keeps the input's resolution (tiles of the model's frame size)."""
+    and a frame recipe that keeps the input's resolution (tiles of the model's frame size); ``data`` is the
+    config's resolved ``data.init_args``."""
     import lightning  # noqa: PLC0415
     import torch  # noqa: PLC0415
 
@@ -101,9 +100,8 @@ def write_checkpoint(config: Path, leads: int, folder: Path) -> Path:
     from nowcast_pl.data.preparation import STATE_KEY  # noqa: PLC0415
     from nowcast_pl.data.synthetic import SyntheticRadarConfig, write_synthetic_store  # noqa: PLC0415
 
-    sections = _config_data(config)
-    frames = sections["in_frames"] + leads + 1
-    size = sections["frame_size"]
+    frames = data["in_frames"] + leads + 1
+    size = data["frame_size"]
     store = folder / "store.zarr"  # the data module reads units, time step and grid from a store
     write_synthetic_store(store, n_events=1, config=SyntheticRadarConfig(height=size, width=size, n_frames=frames))
     cli = build_cli(["--config", str(config), "--data.init_args.store", str(store),
@@ -116,10 +114,6 @@ def write_checkpoint(config: Path, leads: int, folder: Path) -> Path:
     torch.save({"state_dict": cli.model.state_dict(), "hyper_parameters": hparams, "RadarDataModule": recipe,
                 "pytorch-lightning_version": lightning.__version__}, path)
     return path
-
-
-def _config_data(config: Path) -> dict[str, Any]:
-    return yaml.safe_load(config.read_text())["data"]["init_args"]
 
 
 class StageClock:
@@ -197,11 +191,11 @@ def measure_one(args: argparse.Namespace, name: str) -> dict[str, Any]:
     import torch  # noqa: PLC0415
 
     config = REPO / MODELS[name][1 if args.tiny else 0]
-    model_config = yaml.safe_load(config.read_text())["model"]["init_args"]
+    model_config, data_config = config_sections(config)
     settings = sampler_settings(args, name, model_config)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        checkpoint = args.checkpoint or write_checkpoint(config, args.leads, folder)
+        checkpoint = args.checkpoint or write_checkpoint(config, data_config, args.leads, folder)
         from nowcast_pl.forecasting import load_forecaster  # noqa: PLC0415
         from nowcast_pl.forecasting.inputs import ModelInputs  # noqa: PLC0415
 
