@@ -10,23 +10,21 @@
 2. Memory: persistence through the same tiles on an OPERA-size 3800 x 4400 grid; peak traced NumPy memory and
    peak resident memory against the input and result sizes.
 
-One JSON object per measurement, also written to ``benchmarks/results/forecast_seams.json``. Usage:
-``python benchmarks/forecast_seams.py [--models toy simvp --size 700 --tile 64 --members 2 --opera 3800 4400]``.
+One JSON object with a row per measurement, also written to ``--output`` (default
+``benchmarks/results/forecast_seams.json``). Usage:
+``python -m benchmarks.forecast_seams [--models toy simvp --size 700 --tile 64 --members 2 --opera 3800 4400]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import resource
 import time
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from benchmarks.harness import REPO, output_argument, peak_rss_gb, write_result
 from nowcast_pl.forecasting import forecast, forecast_tiles, plan_tiles
 from nowcast_pl.forecasting.seams import seam_statistics
 from nowcast_pl.models.baselines import PersistenceTask
@@ -35,7 +33,7 @@ from nowcast_pl.models.simvp import SimVPTask
 from nowcast_pl.tasks.base import NowcastTask
 from tests.helpers.toy_diffusion import ToyDiffusionTask
 
-RESULTS = Path(__file__).parent / "results" / "forecast_seams.json"
+RESULTS = REPO / "benchmarks" / "results" / "forecast_seams.json"
 SCORING = {"thresholds": [20.0], "protocol": "pysteps", "value_range": (-10.0, 60.0), "units": "dBZ"}
 
 
@@ -92,7 +90,7 @@ def memory(shape: tuple[int, int], tile: int, tile_batch: int) -> dict:
     return {"measurement": "memory", "model": "persistence", "grid": list(shape), "tile": tile,
             "tiles": len(plan_tiles(shape, (tile, tile), overlap=tile // 4)), "tile_batch": tile_batch,
             "input_mb": precip.nbytes / 2**20, "result_mb": output.nbytes / 2**20, "tile_batch_mb": tile_batch_mb,
-            "peak_traced_mb": peak / 2**20, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_traced_mb": peak / 2**20, "peak_rss_mb": peak_rss_gb() * 1024,
             "wall_s": wall}
 
 
@@ -106,14 +104,14 @@ def main() -> None:
     parser.add_argument("--tile-batch", type=int, default=32)
     parser.add_argument("--opera", type=int, nargs=2, default=(3800, 4400))
     parser.add_argument("--opera-tile", type=int, default=256)
+    output_argument(parser)
+    parser.set_defaults(output=RESULTS)
     args = parser.parse_args()
-    machine = {"machine": f"{platform.machine()}, {platform.processor()}", "torch_threads": torch.get_num_threads()}
     rows = [row for name in args.models
             for row in seams(name, args.size, args.tile, args.members, args.sampling_steps, args.tile_batch)]
     rows.append(memory(tuple(args.opera), args.opera_tile, 8))
-    for row in rows:
-        print(json.dumps(row | machine))
-    RESULTS.write_text(json.dumps([row | machine for row in rows], indent=1) + "\n")
+    write_result({"benchmark": "forecast_seams", "rows": rows}, args.output, module="benchmarks.forecast_seams",
+                 argv=None)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ for a trained model. A ``--budget-s`` guard skips what remains once the budget i
 ``--smoke`` runs the same code on CPU with the ``configs/tiny/`` models, batches of 2 at 16 x 16, one timed step,
 1-2 sampling steps, the ``eager`` compile backend and DDP over 2 gloo processes.
 
-Usage: ``python benchmarks/gpu_check.py [--output benchmarks/results/gpu_check.json] [--budget-s 540]``;
-``python benchmarks/gpu_check.py --smoke --output /tmp/gpu_check_smoke.json``.
+Usage: ``python -m benchmarks.gpu_check [--output benchmarks/results/gpu_check.json] [--budget-s 540]``;
+``python -m benchmarks.gpu_check --smoke --output /tmp/gpu_check_smoke.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import json
 import math
 import os
 import platform
-import resource
 import shlex
 import subprocess
 import sys
@@ -45,10 +44,10 @@ import yaml
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback
 
+from benchmarks.harness import REPO, output_argument, peak_rss_gb, write_result
 from nowcast_pl.cli import build_cli
 from nowcast_pl.data.synthetic import SyntheticRadarConfig, write_synthetic_store
 
-REPO = Path(__file__).resolve().parents[1]
 # name -> (paper config, tiny config for --smoke, paper sampler, paper steps, frames in + out, frame size)
 MODELS = {
     "raindiff": ("configs/raindiff_shanghai.yaml", "configs/tiny/raindiff.yaml", "ddim", 250, 25, 128),
@@ -97,7 +96,7 @@ def _synchronize() -> None:
 def _peak_memory_gib() -> tuple[float, str]:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**30, "torch.cuda.max_memory_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "process peak RSS (CPU, whole run so far)"
+    return peak_rss_gb(), "process peak RSS (CPU, whole run so far)"
 
 
 class Check:
@@ -300,7 +299,8 @@ def check_ddp(check: Check) -> dict:
     return result
 
 
-def machine() -> dict:
+def accelerator() -> dict:
+    """The device the check ran on and the CUDA settings that change its numbers (beside the harness's machine)."""
     cuda = torch.cuda.is_available()
     return {"device": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
             "gpus": torch.cuda.device_count(), "torch": torch.__version__, "cuda": torch.version.cuda,
@@ -311,7 +311,8 @@ def machine() -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks/results/gpu_check.json")
+    output_argument(parser)
+    parser.set_defaults(output=REPO / "benchmarks/results/gpu_check.json")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=list(MODELS))
     parser.add_argument("--budget-s", type=float, default=540.0, help="skip what remains after this many seconds")
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny configs, 1 step of everything")
@@ -339,8 +340,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         check = Check(args, Path(tmp))
-        result: dict[str, Any] = {"benchmark": "gpu_check", "smoke": args.smoke, "machine": machine(),
-                                  "budget_s": args.budget_s, "argv": sys.argv if argv is None else argv,
+        result: dict[str, Any] = {"benchmark": "gpu_check", "smoke": args.smoke, "accelerator": accelerator(),
+                                  "budget_s": args.budget_s,
                                   "weights": "initialisation + the timed training steps (no checkpoint)",
                                   "models": {}}
         for name in args.models:
@@ -349,11 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
         result["ddp"] = {"skipped": "--no-ddp"} if args.no_ddp else check_ddp(check)
         result["commands"] = check.commands
         result["elapsed_s"] = time.perf_counter() - check.started
-    text = json.dumps(result, indent=1)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text + "\n")
-    print(json.dumps({"ddp": result["ddp"], "elapsed_s": result["elapsed_s"], "output": str(args.output)}))
-    return result
+    return write_result(result, args.output, module="benchmarks.gpu_check", argv=argv)
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ the demo thresholds pooled over members, ensemble FSS, the spread-skill ratio, t
 from flat (total variation from uniform: 0 is flat, 1 - 1/(N+1) all in one bin) and seconds per forecast (wall
 time of ``nowcast test`` over windows x members, set-up included). Calls are per residual segment.
 
-Prints one JSON object and writes it to ``--out`` with a figure (skill against calls, log axis) at ``--figure``.
+Prints one JSON object and writes it to ``--output`` with a figure (skill against calls, log axis) at ``--figure``.
 The JSON's ``targets`` object holds, for each target of issue 20, the measured value, the target and ``met``.
 
 Usage (the full run; about 2 h on a free 2-core CPU):
     nowcast-prep synthetic --dst data/synthetic.zarr --events 96 --seed 0
-    python benchmarks/skill_vs_calls.py --store data/synthetic.zarr
+    python -m benchmarks.skill_vs_calls --store data/synthetic.zarr
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import time
 from pathlib import Path
 
@@ -32,12 +31,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.harness import REPO, output_argument, write_result  # noqa: E402
 from nowcast_pl.checkpoints import read_checkpoint  # noqa: E402
 from nowcast_pl.cli import build_cli  # noqa: E402
 from nowcast_pl.config import read_config  # noqa: E402
 from nowcast_pl.tasks.distillation import RECORD, allowed_steps  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "demo_raindiff.yaml"
 PAPER_CALLS = 250
 SCORES = ("crps", "csi", "fss", "spread_skill", "rank_flatness")
@@ -144,9 +143,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, PAPER_CALLS])
     parser.add_argument("--members", type=int, default=8)
     parser.add_argument("--test-batches", type=int, default=4, help="test batches of 16 windows")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "skill_vs_calls.json")
+    output_argument(parser)
+    parser.set_defaults(output=REPO / "benchmarks" / "results" / "skill_vs_calls.json")
     parser.add_argument("--figure", type=Path, default=REPO / "docs" / "figures" / "skill_vs_calls.png")
-    parser.add_argument("--machine", default=platform.processor() or platform.machine())
     args = parser.parse_args()
     if not args.store.exists():
         parser.error(f"--store {args.store} does not exist; make it with: nowcast-prep synthetic --dst {args.store} "
@@ -165,16 +164,14 @@ def main() -> None:
         if calls in allowed_steps(record):
             curves["student"].append(score(args, student, f"student_{calls}", "ddim", calls, forecasts))
     result = {
-        "benchmark": "skill_vs_calls", "machine": args.machine, "config": str(CONFIG.relative_to(REPO)),
+        "benchmark": "skill_vs_calls", "config": str(CONFIG.relative_to(REPO)),
         "teacher_steps": args.teacher_steps if args.teacher is None else None, "teacher": str(teacher),
         "distillation": {k: v for k, v in record.items() if k != "teacher_state"},
         "stage_steps": record["stage_steps"], "members": args.members, "forecasts": forecasts,
         "curves": curves, "targets": targets(curves), "wall_seconds": time.perf_counter() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
     figure(curves, args.figure)
-    print(json.dumps(result))
+    write_result(result, args.output, module="benchmarks.skill_vs_calls", argv=None)
 
 
 if __name__ == "__main__":

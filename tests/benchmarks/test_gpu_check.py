@@ -1,4 +1,4 @@
-"""``benchmarks/gpu_check.py --smoke``: every measurement of the GPU check runs on CPU and is finite."""
+"""``python -m benchmarks.gpu_check --smoke``: every measurement of the GPU check runs on CPU and is finite."""
 
 import json
 import math
@@ -39,7 +39,7 @@ def _check_model(name: str, result: dict) -> None:
 def _run(tmp_path: Path, *args: str) -> dict:
     output = tmp_path / "gpu_check.json"
     env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    command = [sys.executable, str(REPO / "benchmarks/gpu_check.py"), "--smoke", *args, "--output", str(output)]
+    command = [sys.executable, "-m", "benchmarks.gpu_check", "--smoke", *args, "--output", str(output)]
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(output.read_text())
@@ -56,7 +56,8 @@ def test_gpu_check_budget_skips_and_says_why(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_gpu_check_smoke(tmp_path: Path) -> None:
     result = _run(tmp_path, "--models", "diffcast", "stldm")
-    assert result["smoke"] and result["machine"]["torch"] and result["machine"]["device"]
+    assert result["smoke"] and result["machine"]["torch"] and result["accelerator"]["device"]
+    assert result["command"].startswith("python -m benchmarks.gpu_check --smoke")
     assert set(result["models"]) == {"diffcast", "stldm"}
     for name, model in result["models"].items():
         _check_model(name, model)
