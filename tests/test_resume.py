@@ -11,6 +11,7 @@ from nowcast_pl.callbacks.preemption import PreemptionCheckpoint, slurm_job_id
 from nowcast_pl.cli import build_cli
 from nowcast_pl.resume import newest_checkpoint, wait_until_new_events_sort_last
 from tests.helpers.scaleout import (
+    DISTINCT_TASKS,
     SIMVP,
     TOY_DIFFUSION,
     assert_same_training_state,
@@ -29,7 +30,7 @@ CHECKPOINT_EVERY = 2
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.mark.parametrize("case", case_params(SIMVP, TOY_DIFFUSION))
+@pytest.mark.parametrize("case", case_params(SIMVP, TOY_DIFFUSION, shipped=DISTINCT_TASKS))
 def test_preempted_fit_resumes_exactly_mid_epoch(case, tmp_path, monkeypatch):
     args = [*case.args(tmp_path), "--data.init_args.batch_size", str(BATCH), "--trainer.max_epochs", "2",
             "--checkpoint_every_n_steps", str(CHECKPOINT_EVERY), "--ckpt_path", "auto"]

@@ -20,6 +20,7 @@ from lightning.pytorch.callbacks import Callback
 
 from nowcast_pl.cli import build_cli
 from tests.helpers.scaleout import (
+    DISTINCT_TASKS,
     REPO,
     SIMVP,
     TOY_DIFFUSION,
@@ -89,7 +90,7 @@ def _fit_on_two_ranks(case, tmp_path) -> list[str]:
     return args
 
 
-@pytest.mark.parametrize("case", case_params(SIMVP))
+@pytest.mark.parametrize("case", case_params(SIMVP, shipped=DISTINCT_TASKS))
 def test_ddp_replicas_stay_identical(case, tmp_path):
     _fit_on_two_ranks(case, tmp_path)
 

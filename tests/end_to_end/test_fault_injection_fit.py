@@ -62,7 +62,7 @@ def _written_after(path: Path, start_ns: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_fit_killed_at_random_moments_and_mid_write_resumes_to_the_uninterrupted_result(tmp_path, seed):
     straight_folder, cut_folder = tmp_path / "straight", tmp_path / "cut"
     straight_folder.mkdir()

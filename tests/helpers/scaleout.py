@@ -74,12 +74,15 @@ TOY_DIFFUSION = Case("toy_diffusion", "tests.helpers.toy_diffusion.ToyDiffusionT
                      {"thresholds": [20.0, 35.0], "ema_decay": 0.9, "sampling_steps": 3, "eval_members": 2})
 SIMVP = Case("simvp", "nowcast_pl.models.simvp.SimVPTask", dict(TINY_SIMVP))
 SHIPPED_TINY = ("raindiff", "diffcast", "stldm")
+# DiffCast is RainDiff's task with a deterministic mean of its own: the multi-process and resume checks run on the
+# two tasks (single-process tests still run every shipped config).
+DISTINCT_TASKS = ("raindiff", "stldm")
 
 
-def case_params(*inline: Case) -> list:
-    """``inline`` cases plus the shipped tiny configs (skipped with the reason while not on main)."""
+def case_params(*inline: Case, shipped: tuple[str, ...] = SHIPPED_TINY) -> list:
+    """``inline`` cases plus the ``shipped`` tiny configs (skipped with the reason while not on main)."""
     params = [pytest.param(case, id=case.name) for case in inline]
-    for name in SHIPPED_TINY:
+    for name in shipped:
         case = Case(name)
         marks = () if case.shipped.exists() else pytest.mark.skip(reason=f"configs/tiny/{name}.yaml not on main yet")
         params.append(pytest.param(case, id=name, marks=marks))
