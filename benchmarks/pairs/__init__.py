@@ -45,6 +45,19 @@ class Side:
     sampler: tuple[str, int]
 
 
+def our_side(task: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
+             forecast: Callable[[], torch.Tensor]) -> Side:
+    """The :class:`Side` of one of our tasks: its training loss on ``(inputs, targets)``, ``forecast``, and the
+    sampler settings of its ``sampling`` object."""
+
+    def set_sampler(sampler: str, steps: int) -> None:
+        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
+
+    return Side(module=task, loss=lambda: task.training_loss({"inputs": inputs, "targets": targets})["loss"],
+                forecast=forecast, set_sampler=set_sampler,
+                sampler=(task.sampling.sampler, task.sampling.sampling_steps))
+
+
 def pair_module(model: str) -> ModuleType:
     """The module of :mod:`benchmarks.pairs` that serves ``model``."""
     if model not in MODELS:

@@ -22,7 +22,7 @@ from types import ModuleType
 import torch
 
 from benchmarks.harness import Comparison, config_sections, import_official, scripted_randomness
-from benchmarks.pairs import Side
+from benchmarks.pairs import Side, our_side
 
 TRAINING_LOSS_COMMIT = "836f9ee"
 SOURCE = {"raindiff": "raindiff.py", "diffcast": "diffcast.py"}
@@ -216,12 +216,7 @@ def ours(model: str, config: Path, overrides: Sequence[str] = ()) -> Side:
         with torch.no_grad():
             return task.forecast_rows(inputs, [torch.Generator().manual_seed(0)], x_T=x_T).clamp(0, 1)
 
-    def set_sampler(sampler: str, steps: int) -> None:
-        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
-
-    return Side(module=task, loss=lambda: task.training_loss({"inputs": inputs, "targets": targets})["loss"],
-                forecast=forecast, set_sampler=set_sampler,
-                sampler=(task.sampling.sampler, task.sampling.sampling_steps))
+    return our_side(task, inputs, targets, forecast)
 
 
 def official(model: str, checkout: Path, config: Path, sample_steps: int | None) -> Side:

@@ -16,7 +16,7 @@ from types import ModuleType
 import torch
 
 from benchmarks.harness import Comparison, config_sections, import_official, scripted_randomness
-from benchmarks.pairs import Side
+from benchmarks.pairs import Side, our_side
 
 FRAMES = {"hko7": (5, 20), "meteonet": (5, 20), "sevir": (13, 12)}
 CONFIG_NAMES = {"hko7": "STLDM_HKO", "meteonet": "STLDM_METEO", "sevir": "STLDM_SEVIR"}
@@ -185,12 +185,7 @@ def ours(model: str, config: Path, overrides: Sequence[str] = ()) -> Side:
         with torch.no_grad():
             return task.sample_frames(inputs, None, x_T=x_T)[0].clamp(0, 1)
 
-    def set_sampler(sampler: str, steps: int) -> None:
-        task.sampling.sampler, task.sampling.sampling_steps = sampler, steps
-
-    return Side(module=task, loss=lambda: task.training_loss({"inputs": inputs, "targets": targets})["loss"],
-                forecast=forecast, set_sampler=set_sampler,
-                sampler=(task.sampling.sampler, task.sampling.sampling_steps))
+    return our_side(task, inputs, targets, forecast)
 
 
 def official(model: str, checkout: Path, config: Path, sample_steps: int | None) -> Side:
