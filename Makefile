@@ -34,10 +34,12 @@ demo: install
 
 # Single-process tests on 2 xdist workers (one torch thread each, tests/conftest.py), whole files per worker so a
 # module's fixtures are built once; then the tests marked `multiprocess` (DDP, SLURM, concurrent fits), which use
-# both cores themselves, and `timing` (kills at measured moments), one at a time. Either part failing fails `make test`.
+# both cores themselves, and `timing` (kills at measured moments): one at a time on one worker, while the SLURM
+# test, which mostly waits, runs on the other (xdist groups set in tests/conftest.py). Either part failing fails
+# `make test`.
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not (multiprocess or timing)"
-	$(PY) -m pytest -q -m "multiprocess or timing"
+	$(PY) -m pytest -q -n 2 --dist loadgroup -m "multiprocess or timing"
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -29,6 +29,17 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """``make test``'s second part runs the ``multiprocess`` and ``timing`` tests on 2 xdist workers with
+    ``--dist loadgroup``: the SLURM test (its jobs sleep in their slowed-down steps most of the time) on one,
+    every other one of them on the other, one at a time in file order. Outside xdist the groups do nothing."""
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+        elif item.get_closest_marker("multiprocess") or item.get_closest_marker("timing"):
+            item.add_marker(pytest.mark.xdist_group("one_at_a_time"))
+
+
 def radar_samples_dir() -> Path:
     """``$NOWCAST_RADAR_SAMPLES``, else ``<repo>/../shared/radar-samples``."""
     return Path(os.environ.get(SAMPLES_ENV) or REPO.parent / "shared" / "radar-samples")

@@ -109,24 +109,6 @@ def test_store_of_the_wrong_schema_is_rejected_with_the_field(tmp_path, store, c
     assert "attribute 'schema' is 'something-else'" in capsys.readouterr().err
 
 
-def _test_scores(tmp_path, store, name, trainer):
-    cfg = write_config(tmp_path / f"{name}.yaml", store, model="nowcast_pl.models.baselines.PersistenceTask",
-                       trainer=trainer)
-    _run("test", "--config", str(cfg), "--runs_root", str(tmp_path / "runs"), "--run_name", name,
-         "--data.init_args.eval_batch_size", "2")
-    return json.loads((tmp_path / "runs" / name / "test_metrics.json").read_text())
-
-
-@pytest.mark.multiprocess
-def test_ddp_spawn_two_processes_gives_the_single_process_metrics(tmp_path, store):
-    # 9 test windows over 2 ranks: a padding sampler would score one window twice.
-    single = _test_scores(tmp_path, store, "one", {"devices": 1})
-    double = _test_scores(tmp_path, store, "two", {"devices": 2, "strategy": "ddp_spawn"})
-    assert single.keys() == double.keys()
-    for key, value in single.items():
-        assert double[key] == pytest.approx(value, rel=1e-6, nan_ok=True), key
-
-
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_real_ddp_through_the_cli(tmp_path, store):

@@ -18,7 +18,7 @@ from tests.helpers import REPO
 from tests.helpers.cli import write_config
 from tests.helpers.stores import write_moving_store
 
-KILLS = 4
+KILLS = 2  # random kill moments; each kill restarts `nowcast predict`, so each costs an interpreter start
 
 
 def _config(tmp_path: Path, store: Path, name: str, predict_after: str) -> Path:

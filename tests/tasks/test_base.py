@@ -2,8 +2,6 @@
 own (a diffusion task adds its sampler settings, RainDiff its compiled U-Net)."""
 
 import ast
-import subprocess
-import sys
 from dataclasses import fields
 from pathlib import Path
 
@@ -12,6 +10,7 @@ from nowcast_pl.models.raindiff.task import RainDiffTask
 from nowcast_pl.models.stldm.task import STLDMTask
 from nowcast_pl.tasks.base import NowcastTask
 from nowcast_pl.tasks.diffusion import DiffusionTask, SamplerSettings
+from tests.helpers.imports import imported_after
 
 SAMPLER_SETTINGS = {f.name for f in fields(SamplerSettings)}
 
@@ -25,9 +24,7 @@ def test_the_base_task_module_imports_nothing_from_the_report_or_the_models():
     imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert not {m for m in imported if _is_upward(m)}
-    code = "import sys, nowcast_pl.tasks.base; print(' '.join(sorted(sys.modules)))"
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert not {m for m in loaded if _is_upward(m)}
+    assert not {m for m in imported_after("nowcast_pl.tasks.base") if _is_upward(m)}
 
 
 def test_the_base_runtime_settings_hold_no_sampler_setting():
