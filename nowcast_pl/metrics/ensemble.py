@@ -52,6 +52,22 @@ def crps_from_sums(absolute_error_sum: Tensor, pairwise_distance_sum: Tensor, pi
     return absolute - fair_factor * pairwise / 2
 
 
+def spread_skill_from_sums(variance_sum: Tensor, squared_error_sum: Tensor, pixel_count: Tensor, *,
+                           members: int) -> Tensor:
+    """Spread-skill ratio sqrt((N+1)/N) · spread / RMSE of the member mean (:class:`SpreadSkillRatio`),
+    elementwise over any shape (lead times, ...).
+
+    Args:
+        variance_sum: Σ over pixels of the unbiased member variance, float64.
+        squared_error_sum: Σ over pixels of the squared error of the member mean, float64.
+        pixel_count: pixels counted (NaN result where 0).
+        members: N, the ensemble size.
+    """
+    count = pixel_count.to(torch.float64)
+    spread, skill = (variance_sum / count).sqrt(), (squared_error_sum / count).sqrt()
+    return ((members + 1) / members) ** 0.5 * spread / skill
+
+
 class _PerLeadEnsembleSums(Metric):
     """Base of the ensemble metrics that keep float64 sums per lead time (``sum_states``) and a pixel count.
 
@@ -226,13 +242,14 @@ class SpreadSkillRatio(_PerLeadEnsembleSums):
 
     def compute(self) -> dict[str, Tensor]:
         """Return ``spread_skill``, ``spread``, ``rmse_ens_mean``, each also per lead time (NaN: no pixel)."""
-        factor = (self.members + 1) / self.members
         count = self.pixel_count.to(torch.float64)
         spread = (self.variance_sum / count).sqrt()
         skill = (self.squared_error_sum / count).sqrt()
         total_spread = (self.variance_sum.sum() / count.sum()).sqrt()
         total_skill = (self.squared_error_sum.sum() / count.sum()).sqrt()
-        ratio, total_ratio = factor**0.5 * spread / skill, factor**0.5 * total_spread / total_skill
+        ratio = spread_skill_from_sums(self.variance_sum, self.squared_error_sum, count, members=self.members)
+        total_ratio = spread_skill_from_sums(self.variance_sum.sum(), self.squared_error_sum.sum(), count.sum(),
+                                             members=self.members)
         scores = lead_time_scores("spread_skill", ratio, total_ratio)
         scores |= lead_time_scores("spread", spread, total_spread)
         scores |= lead_time_scores("rmse_ens_mean", skill, total_skill)

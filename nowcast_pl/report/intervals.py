@@ -1,12 +1,11 @@
 """Bootstrap intervals of the report's scores: per-event sums of metric states, resampled over events.
 
-The table's scores (CSI and HSS per threshold, FSS per threshold and scale, CRPS and MAE; each over all lead
-times and per lead time) are functions of sum states of the protocol's metrics. :class:`EventStatistics`
-records what the windows of each event add to those states while a source's collection is updated;
-:func:`table_score_function` recomputes the scores from summed states with the metrics' own formulas;
-:class:`ScoreIntervals` resamples whole events (:mod:`nowcast_pl.metrics.bootstrap`) with one set of draws for
-every source, so the interval of a difference between two sources is paired.
-"""
+The table's scores (CSI and HSS per threshold, FSS per threshold and scale, CRPS, MAE and, for ensembles, the
+spread-skill ratio; each over all lead times and per lead time) are functions of sum states of the protocol's
+metrics. :class:`EventStatistics` records what the windows of each event add to those states while a source's
+collection is updated; :func:`table_score_function` recomputes the scores from summed states with the metrics' own
+formulas; :class:`ScoreIntervals` resamples whole events (:mod:`nowcast_pl.metrics.bootstrap`) with one set of draws
+for every source, so the interval of a difference between two sources is paired."""
 
 from __future__ import annotations
 
@@ -29,7 +28,7 @@ from nowcast_pl.metrics.bootstrap import (
     totals,
 )
 from nowcast_pl.metrics.categorical import aggregated_scores
-from nowcast_pl.metrics.ensemble import crps_from_sums
+from nowcast_pl.metrics.ensemble import crps_from_sums, spread_skill_from_sums
 from nowcast_pl.metrics.spatial import fss_from_sums
 
 INTERVAL_STATES = {
@@ -37,6 +36,7 @@ INTERVAL_STATES = {
     "error": ("absolute_error_sum", "pixel_count"),
     "fss": ("forecast_square_sum", "product_sum", "observed_square_sum"),
     "crps": ("absolute_error_sum", "pairwise_distance_sum", "pixel_count"),
+    "spread_skill": ("variance_sum", "squared_error_sum", "pixel_count"),
 }
 """Collection member → the sum states the table's scores are computed from."""
 CATEGORICAL = ("csi", "hss")
@@ -104,11 +104,14 @@ class EventStatistics:
 def table_score_function(metrics: EvaluationMetrics) -> ScoreFunction:
     """Summed states (R, ...) → the table's scores (R,), keyed as the metrics' ``compute()`` keys them.
 
-    Keys: ``csi@{thr}``, ``hss@{thr}``, ``fss@{thr}/s{scale}``, ``mae``, ``crps``, each also ``/lead_{t:02d}``;
-    a one-member source has no CRPS states and gets ``crps = mae``, as in the report's scores.
+    Keys: ``csi@{thr}``, ``hss@{thr}``, ``fss@{thr}/s{scale}``, ``mae``, ``crps`` and, for an ensemble,
+    ``spread_skill`` (pooled over lead times as :class:`~nowcast_pl.metrics.ensemble.SpreadSkillRatio` pools
+    it), each also ``/lead_{t:02d}``; a one-member source has no CRPS states and gets ``crps = mae``, as in the
+    report's scores.
     """
     categorical = metrics["categorical"]
     fss = metrics["fss"] if "fss" in metrics else None
+    spread = metrics["spread_skill"] if "spread_skill" in metrics else None
     unit, thresholds = categorical.unit, categorical.thresholds
 
     def scores(states: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -134,6 +137,11 @@ def table_score_function(metrics: EvaluationMetrics) -> ScoreFunction:
         else:
             crps = mae
         result |= _by_lead(lambda lead: lead_key("crps", lead), crps, crps.mean(dim=-1))
+        if spread is not None:
+            sums = [state[f"spread_skill.{name}"] for name in INTERVAL_STATES["spread_skill"]]
+            ratio = spread_skill_from_sums(*sums, members=spread.members)
+            pooled = spread_skill_from_sums(*(value.sum(dim=-1) for value in sums), members=spread.members)
+            result |= _by_lead(lambda lead: lead_key("spread_skill", lead), ratio, pooled)
         return {key: value.numpy() for key, value in result.items()}
 
     return scores

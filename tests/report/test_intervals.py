@@ -5,31 +5,7 @@ import math
 
 import pytest
 
-
-def event_statistics(truths, forecasts, repeat=1):
-    """EventStatistics of a 3-member ensemble; event e has windows truths[e], forecasts[e], each added ``repeat``
-    times."""
-    from nowcast_pl.metrics import EnsembleSettings, EvaluationProtocol, build_metrics
-    from nowcast_pl.report.intervals import EventStatistics
-
-    protocol = EvaluationProtocol("small", fss_scales=(1, 4), ensemble=EnsembleSettings(fss_scales=(1,)))
-    stats = EventStatistics(build_metrics(protocol, thresholds=[20.0, 35.0], lead_times=2, unit="dBZ",
-                                          data_range=70.0, members=3))
-    for event, (truth, forecast) in enumerate(zip(truths, forecasts, strict=True)):
-        for _ in range(repeat):
-            stats.update(event, forecast, truth, None)
-    return stats
-
-
-def fields(n_events, seed, noise=8.0):
-    """Per event e: truth (2 windows, 2 leads, 1, 8, 8) dBZ and 3 members; rain and errors grow with e."""
-    import torch
-
-    generator = torch.Generator().manual_seed(seed)
-    truths = [torch.rand(2, 2, 1, 8, 8, generator=generator) * (20 + 6 * e) for e in range(n_events)]
-    forecasts = [t[:, None] + noise * (1 + e / 2) * torch.randn(2, 3, 2, 1, 8, 8, generator=generator)
-                 for e, t in enumerate(truths)]
-    return truths, forecasts
+from tests.helpers.ensembles import event_statistics, fields
 
 
 def test_event_sums_give_the_collection_scores_and_duplicated_windows_do_not_narrow_intervals():
@@ -41,7 +17,7 @@ def test_event_sums_give_the_collection_scores_and_duplicated_windows_do_not_nar
     stats = event_statistics(truths, forecasts)
     computed = {key: float(value) for key, value in flatten_scores(stats.metrics.compute()).items()}
     recomputed = table_score_function(stats.metrics)(totals(stats.per_event(range(8))))
-    assert len(recomputed) == (2 * 2 + 2 * 2 + 2) * 3  # (csi, hss, fss x 2 scales) x thresholds, crps, mae
+    assert len(recomputed) == (2 * 2 + 2 * 2 + 3) * 3  # (csi, hss, fss x 2 scales) x thresholds, crps, mae, spread
     for key, value in recomputed.items():
         assert value[0] == pytest.approx(computed[key], rel=1e-5, abs=1e-6), key
     settings = dict(events=range(8), event_names=[f"e{i}" for i in range(8)])
@@ -51,7 +27,7 @@ def test_event_sums_give_the_collection_scores_and_duplicated_windows_do_not_nar
     # Every window of every event counted twice: the events are the same, so are the intervals.
     twice = ScoreIntervals({"a": event_statistics(truths, forecasts, repeat=2)}, settings=BootstrapSettings(400),
                            **settings)
-    for key in ("csi@20dBZ", "crps", "fss@35dBZ/s4/lead_02"):
+    for key in ("csi@20dBZ", "crps", "fss@35dBZ/s4/lead_02", "spread_skill"):
         assert twice.interval("a", key).low == pytest.approx(once.interval("a", key).low, rel=1e-9)
         assert twice.interval("a", key).high == pytest.approx(once.interval("a", key).high, rel=1e-9)
     # Resampling these 2 x 16 windows as if they were independent narrows the CRPS interval about 2-fold.
