@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,8 @@ class StoreSource:
         return torch.from_numpy(values.astype(np.float32))[:, :, :, None]
 
 
-def load_source(name: str, path: str | Path, report: ReadConfig,
-                settings: EvaluationSettings) -> ModelSource | StoreSource:
+def load_source(name: str, path: str | Path, report: ReadConfig, settings: EvaluationSettings,
+                runtime: Mapping[str, Any] | None = None) -> ModelSource | StoreSource:
     """The source at ``path`` (see the module docstring for what a path may be).
 
     Args:
@@ -98,22 +99,28 @@ def load_source(name: str, path: str | Path, report: ReadConfig,
         path: run folder, ``.ckpt``, model config ``.yaml`` or ``.zarr`` forecast store.
         report: the report's configuration, its data module built (:func:`nowcast_pl.config.read_config`).
         settings: the protocol every source is scored with.
+        runtime: run-time settings of a trained model (its class's ``runtime_settings``, e.g. ``sampler`` and
+            ``sampling_steps``) in place of its run config's; checked as ``nowcast test`` checks them.
 
     Raises:
         FileNotFoundError: if the path, or a run's config or checkpoint, does not exist.
-        ValueError: if it is another kind of file, a trainable model without checkpoint, or a model trained
-            on other frames or another value range than the report's data.
+        ValueError: if it is another kind of file, a trainable model without checkpoint, a model trained
+            on other frames or another value range than the report's data, or ``runtime`` given for anything
+            but a trained model, or naming a setting its class has not.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"report source {name}: {path} does not exist")
+    config, checkpoint = (None, None) if path.suffix == ".zarr" else _config_and_checkpoint(name, path)
+    if runtime and checkpoint is None:
+        raise ValueError(f"report source {name}: run-time settings {sorted(runtime)} apply to a trained model; "
+                         f"{path} is none")
     if path.suffix == ".zarr":
         return StoreSource(name, path, report.datamodule, settings.members)
-    config, checkpoint = _config_and_checkpoint(name, path)
     if checkpoint is None:
         task = _untrained_task(name, config, report, settings)
     else:
-        task = _trained_task(name, config, checkpoint, settings)
+        task = _trained_task(name, config, checkpoint, settings, dict(runtime or {}))
     found = (task.in_frames, task.out_frames, tuple(task.value_range))
     datamodule = report.datamodule
     wanted = (datamodule.in_frames, datamodule.out_frames, tuple(datamodule.value_range))
@@ -161,11 +168,18 @@ def _untrained_task(name: str, config: Path, report: ReadConfig, settings: Evalu
     return read_config([config], overrides).model
 
 
-def _trained_task(name: str, config: Path, checkpoint: Path, settings: EvaluationSettings) -> NowcastTask:
-    """The run's model from its checkpoint, with the run-time settings of its config and the report's scoring."""
+def _trained_task(name: str, config: Path, checkpoint: Path, settings: EvaluationSettings,
+                  runtime: dict[str, Any]) -> NowcastTask:
+    """The run's model from its checkpoint, with the run-time settings of its config (``runtime`` in place of
+    some) and the report's scoring."""
     run, saved_class_path = _run_config(config)
     class_path, init_args = run.config.model.class_path, run.config.model.init_args
-    runtime = {key: init_args[key] for key in _task_class(class_path).runtime_settings if key in init_args}
+    accepted = _task_class(class_path).runtime_settings
+    unknown = sorted(set(runtime) - set(accepted))
+    if unknown:
+        raise ValueError(f"report source {name}: {class_path.rsplit('.', 1)[-1]} has no run-time setting "
+                         f"{unknown}; it has {sorted(accepted)}")
+    runtime = {key: init_args[key] for key in accepted if key in init_args} | runtime
     # A run's checkpoint saves its config's class path as `_class_path`, and Lightning refuses to load one that
     # no longer imports: a run from before the model folders gets today's.
     moved = {"_class_path": class_path} if class_path != saved_class_path else {}

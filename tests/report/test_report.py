@@ -127,3 +127,21 @@ def test_report_loads_a_run_folder_written_before_the_model_folders(runs):
                  "--split", "predict", "--output", str(out)])
     scores = {name: json.loads((out / "scores" / f"{name}.json").read_text()) for name in ("old", "new")}
     assert scores["old"] == scores["new"]
+
+
+def test_load_source_takes_run_time_settings_in_place_of_the_run_configs(runs):
+    from nowcast_pl.config import read_config
+    from nowcast_pl.report.sources import EvaluationSettings, load_source
+
+    root, simvp, persistence = runs
+    report = read_config([simvp], build=("data",))
+    settings = EvaluationSettings(protocol="pysteps", thresholds=(20.0,), members=2)
+    toy = root / "runs/toy"
+    assert load_source("toy", toy, report, settings).task.sampling.sampling_steps == 3  # the run's config
+    source = load_source("toy", toy, report, settings, runtime={"sampler": "dpmpp_2m", "sampling_steps": 5})
+    assert (source.task.sampling.sampler, source.task.sampling.sampling_steps) == ("dpmpp_2m", 5)
+    with pytest.raises(ValueError, match=r"report source toy: ToyDiffusionTask has no run-time setting \['lr'\]"):
+        load_source("toy", toy, report, settings, runtime={"lr": 1.0})
+    with pytest.raises(ValueError, match=r"report source p: run-time settings \['sampling_steps'\] apply to a "
+                                         r"trained model"):
+        load_source("p", persistence, report, settings, runtime={"sampling_steps": 5})
