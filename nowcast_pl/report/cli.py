@@ -10,8 +10,9 @@ The data (store, split, grid, ``value_range``) come from the ``data`` section of
 thresholds and protocol from its ``model.init_args`` unless given. Writes into ``--output``: ``report.md`` and
 ``table.csv`` (per threshold and lead time, each score with its interval ``<score>_lo``, ``<score>_hi``),
 ``scores/<source>.json``, ``intervals.json``, ``{csi,hss,fss,crps}_by_lead.png``, ``rank_histogram.png`` and
-``reliability.png`` (ensembles), and ``panel_<source>.gif``; then prints one comparison line (CSI at the lowest
-threshold, CRPS) of ``--candidate`` against every other source, each difference with its paired interval.
+``reliability.png`` (ensembles), and ``panel_<source>.gif``; then prints one line per source (members, sampler,
+sampling seconds per forecast, CRPS with its interval) and one comparison line (CSI at the lowest threshold, CRPS)
+of ``--candidate`` against every other source, each difference with its paired interval.
 Intervals are percentile intervals of a bootstrap over whole events (:mod:`nowcast_pl.report.intervals`).
 """
 
@@ -87,6 +88,7 @@ def run_report(args: argparse.Namespace, overrides: list[str] = ()) -> int:
     for what, path in written.items():
         print(f"  {what:<14} {path}")
     print(intervals.describe(args.split))
+    print_sources(sources, evaluation, intervals, datamodule.units)
     return print_comparisons(evaluation.scores, intervals, candidate, settings, datamodule.units, args.require_beat)
 
 
@@ -117,6 +119,17 @@ def write_outputs(folder: Path, evaluation: Evaluation, intervals: ScoreInterval
                   units=datamodule.units, value_range=datamodule.value_range,
                   time_step_minutes=datamodule.time_step_minutes)
     return written
+
+
+def print_sources(sources: list, evaluation: Evaluation, intervals: ScoreIntervals, unit: str) -> None:
+    """One line per source: members, how it forecasts, sampling seconds per forecast (window and member), CRPS
+    with its interval."""
+    for source in sources:
+        crps = intervals.interval(source.name, "crps")
+        bounds = f" [{crps.low:.3f}, {crps.high:.3f}]" if crps.defined else ""
+        print(f"  {source.name:<14} {source.members} member{'s' if source.members > 1 else ''}, "
+              f"{source.describe()}: {evaluation.seconds_per_forecast[source.name]:.3f} s per forecast, "
+              f"CRPS {evaluation.scores[source.name]['crps']:.3f}{bounds} {unit}")
 
 
 def print_comparisons(scores: dict[str, dict[str, float]], intervals: ScoreIntervals, candidate: str,

@@ -9,6 +9,7 @@ one-member sources report ``crps = mae`` (per lead time too) and stay comparable
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,7 @@ class Evaluation:
         statistics: source → what each event's windows added to its metrics' sum states (for intervals).
         events: store indices of the scored events, in store order.
         event_names: their names.
+        seconds_per_forecast: source → wall-clock seconds of its ``forecast`` calls per window and member.
     """
 
     scores: dict[str, dict[str, float]]
@@ -70,6 +72,7 @@ class Evaluation:
     statistics: dict[str, EventStatistics]
     events: list[int]
     event_names: list[str]
+    seconds_per_forecast: dict[str, float]
 
 
 def evaluate_sources(sources: list[Source], datamodule: Any, settings: EvaluationSettings, *, split: str = "test",
@@ -95,6 +98,7 @@ def evaluate_sources(sources: list[Source], datamodule: Any, settings: Evaluatio
     window_events = datamodule.window_events(split)
     statistics = {s.name: EventStatistics(metrics_for(settings, s.members, datamodule, fss_scales)) for s in sources}
     panel = None
+    seconds, forecasts = dict.fromkeys(statistics, 0.0), dict.fromkeys(statistics, 0)
     for index, batch in enumerate(loader):
         if max_batches is not None and index >= max_batches:
             break
@@ -107,7 +111,10 @@ def evaluate_sources(sources: list[Source], datamodule: Any, settings: Evaluatio
                                 truth=truth[row, :, 0].numpy(), init_time=int(batch["init_time"][row]))
         events = window_events[batch["window"].numpy()]
         for source in sources:
+            start = time.perf_counter()
             forecast = source.forecast(batch)
+            seconds[source.name] += time.perf_counter() - start
+            forecasts[source.name] += forecast.shape[0] * forecast.shape[1]
             for event in np.unique(events):
                 chosen = torch.from_numpy(events == event)
                 statistics[source.name].update(event, forecast[chosen], truth[chosen], mask[chosen])
@@ -119,7 +126,8 @@ def evaluate_sources(sources: list[Source], datamodule: Any, settings: Evaluatio
     scores = {name: _scores(stats.metrics) for name, stats in statistics.items()}
     events = sorted(next(iter(statistics.values())).sums)
     names = [str(name) for name in datamodule.store.event_names[events]]
-    return Evaluation(scores=scores, panel=panel, statistics=statistics, events=events, event_names=names)
+    return Evaluation(scores=scores, panel=panel, statistics=statistics, events=events, event_names=names,
+                      seconds_per_forecast={name: seconds[name] / forecasts[name] for name in statistics})
 
 
 def _scores(collection: EvaluationMetrics) -> dict[str, float]:

@@ -59,6 +59,17 @@ class ModelSource:
         members = self.task.sample_members(batch["inputs"], self.members, windows=batch["window"])
         return self.datamodule.to_physical(members.float())
 
+    def describe(self) -> str:
+        """How the model forecasts: its sampler for a diffusion model (e.g. ``ddim, 4 steps, distilled``), else
+        its class."""
+        sampling = getattr(self.task, "sampling", None)
+        if sampling is None:
+            return type(self.task).__name__
+        text = f"{sampling.sampler}, {sampling.sampling_steps} steps"
+        if sampling.guidance_scale:
+            text += f", guidance w={sampling.guidance_scale:g}"
+        return text + (", distilled" if getattr(self.task, "distilled_record", None) else "")
+
 
 class StoreSource:
     """Forecasts read from a ``nowcast predict`` store, selected by the windows' init times."""
@@ -76,6 +87,9 @@ class StoreSource:
         self._forecast = forecast.isel(member=slice(0, self.members))
         times = forecast["init_time"].values.astype("datetime64[s]").astype(np.int64)
         self._row = {int(t): i for i, t in enumerate(times)}
+
+    def describe(self) -> str:
+        return f"forecast store {self.path.name}"
 
     def forecast(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         rows = []
