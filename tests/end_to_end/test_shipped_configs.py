@@ -5,6 +5,7 @@ a tiny store in place of its dataset (same frame counts, one-day-apart events)."
 from pathlib import Path
 
 import pytest
+import yaml
 from jsonargparse import Namespace
 
 from nowcast_pl.cli import build_cli
@@ -12,8 +13,11 @@ from nowcast_pl.config import read_config
 from tests.helpers import REPO
 from tests.helpers.stores import write_moving_store
 
+OVERLAYS = {"distill/demo_raindiff.yaml": "demo_raindiff.yaml"}
+"""Configs applied on top of another (``--config BASE --config OVERLAY``, no model class of their own) → base."""
 MODEL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")
-                       if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1]))
+                       if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1])
+                       and p.relative_to(REPO / "configs").as_posix() not in OVERLAYS)
 # Explicit stride and event_pattern: split rules merge field by field, so a config's own (e.g. an event-name
 # pattern of the real store) would otherwise survive the override.
 _ANY = '"stride": 1, "event_pattern": null'
@@ -50,6 +54,39 @@ def stores(tmp_path_factory):
 def test_every_model_config_is_covered():
     names = {p.relative_to(REPO / "configs").as_posix() for p in MODEL_CONFIGS}
     assert {"demo.yaml", "demo_persistence.yaml"} <= names
+    for config in MODEL_CONFIGS:  # an overlay run alone has no model: it must be listed in OVERLAYS
+        content = yaml.safe_load(config.read_text())
+        assert "class_path" in (content.get("model") or {}) or "config" in content, config
+
+
+def _tiny_args(config_args: list[str], store: Path, runs: Path) -> list[str]:
+    return [*config_args, "--data.init_args.store", str(store), "--data.init_args.splits", TINY_SPLITS,
+            "--data.init_args.num_workers", "0", "--data.init_args.batch_size", "2",
+            "--data.init_args.eval_batch_size", "2", "--runs_root", str(runs), "--trainer.accelerator", "cpu",
+            "--trainer.devices", "1", "--trainer.enable_progress_bar", "false"]
+
+
+@pytest.mark.parametrize("overlay", sorted(OVERLAYS))
+def test_shipped_overlay_runs_on_its_base(overlay, stores, tmp_path):
+    """The overlay of `make demo`'s student: distils a 2-step fit of its base for 2 stages of 1 step, then tests
+    the student with the sampler the overlay sets."""
+    base, top = REPO / "configs" / OVERLAYS[overlay], REPO / "configs" / overlay
+    data = _data_args(base)
+    store = stores(data.in_frames + data.out_frames)
+    short = ["--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+             "--trainer.val_check_interval", "1.0", "--trainer.max_epochs", "1"]
+    build_cli(["fit", *_tiny_args(["--config", str(base)], store, tmp_path / "runs"), *short,
+               "--run_name", "base", "--trainer.max_steps", "2"])
+    teacher = tmp_path / "runs/base/checkpoints/last.ckpt"
+    both = _tiny_args(["--config", str(base), "--config", str(top)], store, tmp_path / "runs")
+    steps = read_config([base, top], build=()).config.model.init_args
+    stages = (steps.distill_teacher_steps // steps.distill_student_steps).bit_length() - 1
+    distil = ["--model.init_args.teacher_checkpoint", str(teacher), "--model.init_args.distill_stage_steps", "1",
+              "--trainer.max_steps", str(stages), "--run_name", "overlay"]
+    cli = build_cli(["fit", *both, *short, *distil])
+    assert cli.trainer.global_step == stages
+    build_cli(["test", *both, *short, *distil, "--ckpt_path", "last"])
+    assert (tmp_path / "runs/overlay/test_metrics.json").exists()
 
 
 @pytest.mark.parametrize("config", MODEL_CONFIGS, ids=lambda p: p.relative_to(REPO / "configs").as_posix())
