@@ -10,11 +10,11 @@ import yaml
 from nowcast_pl.cli import build_cli, main
 from nowcast_pl.config import read_config
 from tests.helpers import REPO
+from tests.helpers.configs import config_files, name, shipped_configs
 from tests.helpers.stores import write_moving_store
 
 # LightningCLI configs: everything under configs/ except the data fragments (included by the others) and SLURM.
-SHIPPED = sorted(p for p in (REPO / "configs").rglob("*.yaml")
-                 if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1]))
+SHIPPED = shipped_configs(overlays=True)
 METHOD_KEYS = ("ckpt_path", "weights_only")  # `fit`'s own arguments, which read_config leaves out
 
 
@@ -30,10 +30,11 @@ def test_the_shipped_configs_include_data_configs():
     assert "config" in yaml.safe_load((REPO / "configs/raindiff_shanghai.yaml").read_text())
 
 
-@pytest.mark.parametrize("config", SHIPPED, ids=lambda p: p.relative_to(REPO / "configs").as_posix())
+@pytest.mark.parametrize("config", SHIPPED, ids=name)
 def test_every_shipped_config_resolves_as_nowcast_fit_resolves_it(config):
-    read = read_config([config], build=())
-    assert read.printed == _fit_print_config("--config", str(config))
+    files = config_files(config)  # an overlay on top of its base
+    read = read_config(files, build=())
+    assert read.printed == _fit_print_config(*(item for path in files for item in ("--config", str(path))))
     model, data = read.config.model.init_args, read.config.data.init_args
     assert (model.in_frames, model.out_frames, tuple(model.value_range)) == (
         data.in_frames, data.out_frames, tuple(data.value_range))  # the CLI's parse-time links

@@ -11,13 +11,10 @@ from jsonargparse import Namespace
 from nowcast_pl.cli import build_cli
 from nowcast_pl.config import read_config
 from tests.helpers import REPO
+from tests.helpers.configs import OVERLAYS, shipped_configs
 from tests.helpers.stores import write_moving_store
 
-OVERLAYS = {"distill/demo_raindiff.yaml": "demo_raindiff.yaml"}
-"""Configs applied on top of another (``--config BASE --config OVERLAY``, no model class of their own) → base."""
-MODEL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")
-                       if not {"data", "slurm"} & set(p.relative_to(REPO / "configs").parts[:-1])
-                       and p.relative_to(REPO / "configs").as_posix() not in OVERLAYS)
+MODEL_CONFIGS = shipped_configs()
 # Explicit stride and event_pattern: split rules merge field by field, so a config's own (e.g. an event-name
 # pattern of the real store) would otherwise survive the override.
 _ANY = '"stride": 1, "event_pattern": null'
