@@ -51,4 +51,4 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 clean-demo:
-	rm -rf $(DEMO_STORE) runs/demo runs/demo-raindiff runs/demo-raindiff-student runs/demo-persistence runs/demo-extrapolation $(DEMO_REPORT)
+	rm -rf $(DEMO_STORE) $(DEMO_STORE).report.json runs/demo runs/demo-raindiff runs/demo-raindiff-student runs/demo-persistence runs/demo-extrapolation $(DEMO_REPORT)

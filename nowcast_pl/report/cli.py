@@ -124,10 +124,11 @@ def write_outputs(folder: Path, evaluation: Evaluation, intervals: ScoreInterval
 def print_sources(sources: list, evaluation: Evaluation, intervals: ScoreIntervals, unit: str) -> None:
     """One line per source: members, how it forecasts, sampling seconds per forecast (window and member), CRPS
     with its interval."""
+    width = max(len(source.name) for source in sources)
     for source in sources:
         crps = intervals.interval(source.name, "crps")
         bounds = f" [{crps.low:.3f}, {crps.high:.3f}]" if crps.defined else ""
-        print(f"  {source.name:<14} {source.members} member{'s' if source.members > 1 else ''}, "
+        print(f"  {source.name:<{width}}  {source.members} member{'s' if source.members > 1 else ''}, "
               f"{source.describe()}: {evaluation.seconds_per_forecast[source.name]:.3f} s per forecast, "
               f"CRPS {evaluation.scores[source.name]['crps']:.3f}{bounds} {unit}")
 

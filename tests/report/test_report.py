@@ -50,7 +50,7 @@ def test_report_scores_runs_baselines_and_stores_into_tables_figures_and_gifs(ru
     assert status == 1 and "toy does NOT beat toy_store" in printed  # a tie is not a win
     lines = {line.split()[0]: line for line in printed.splitlines() if " s per forecast, CRPS " in line}
     assert set(lines) == {"toy", "simvp", "persistence", "toy_store"}
-    assert "toy            3 members, ddim, 3 steps: " in lines["toy"]
+    assert "  toy          3 members, ddim, 3 steps: " in lines["toy"]  # names padded to the longest, toy_store
     assert "1 member, SimVPTask: " in lines["simvp"] and "forecast store forecast.zarr" in lines["toy_store"]
     crps = json.loads((out / "intervals.json").read_text())["intervals"]["toy"]["crps"]
     assert f"CRPS {scores['toy']['crps']:.3f} [{crps[0]:.3f}, {crps[1]:.3f}] dBZ" in lines["toy"]
