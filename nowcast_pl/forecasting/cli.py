@@ -35,7 +35,7 @@ from nowcast_pl.forecasting.store_inputs import read_store_inputs
 PROG = "nowcast forecast"
 USER_ERRORS = (UsageError, ValueError, FileExistsError, FileNotFoundError, StoreValidationError)
 COMMON = ("checkpoint", "inputs", "source", "store", "time", "members", "seed", "output", "gif", "overwrite",
-          "to_rain", "device", "tile_batch")
+          "to_rain", "device", "tile_batch", "sampler", "sampling_steps", "guidance_scale")
 
 
 def _time(text: str) -> dt.datetime:
@@ -66,6 +66,11 @@ def build_parser(source: str | None = None) -> argparse.ArgumentParser:
                         help="convert reflectivity to the model's rain unit with Z = a R^b (--zr-a, --zr-b)")
     parser.add_argument("--device", default="cpu", help="torch device of the model (default cpu)")
     parser.add_argument("--tile-batch", type=int, default=8, help="tiles forecast together (bounds memory)")
+    parser.add_argument("--sampler", help="a diffusion model's sampler, e.g. ddim or dpmpp_2m (default: the "
+                                          "model class's; a distilled student's: ddim)")
+    parser.add_argument("--sampling-steps", type=int, help="its steps (default: the model class's; a distilled "
+                                                           "student's: the steps it was distilled to)")
+    parser.add_argument("--guidance-scale", type=float, help="classifier-free guidance w (STLDM; 0: one call per step)")
     if source is not None:
         get_converter(source).add_arguments(parser)
     if not any("--to-dbz" in action.option_strings for action in parser._actions):
@@ -108,7 +113,9 @@ def run(args: argparse.Namespace) -> dict[str, Path]:
     gif = args.gif or args.output.with_suffix(".gif")
     for path in (args.output, gif):
         check_writable(path, overwrite=args.overwrite)
-    forecaster = load_forecaster(args.checkpoint, device=args.device)
+    sampling = {"sampler": args.sampler, "sampling_steps": args.sampling_steps, "guidance_scale": args.guidance_scale}
+    forecaster = load_forecaster(args.checkpoint, device=args.device,
+                                 **{key: value for key, value in sampling.items() if value is not None})
     model = ModelInputs.from_hparams(forecaster.hparams)
     observed = read_observed(args, model)
     ensemble = forecast(forecaster, observed.values, members=args.members, seed=args.seed,

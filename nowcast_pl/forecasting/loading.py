@@ -14,6 +14,7 @@ from nowcast_pl.data.preparation import STATE_KEY, FramePreparation
 from nowcast_pl.data.store import RadarStore
 from nowcast_pl.models.moved import current_class_path
 from nowcast_pl.tasks.base import NowcastTask
+from nowcast_pl.tasks.distillation import RECORD
 
 
 def load_forecaster(source: str | Path, *, device: str | torch.device | None = None,
@@ -26,7 +27,8 @@ def load_forecaster(source: str | Path, *, device: str | torch.device | None = N
         task_class: the task's class, for a checkpoint that does not name it (one written without
             ``nowcast fit``, whose LightningCLI records ``hyper_parameters._class_path``).
         **runtime_settings: run-time init arguments of the task (e.g. ``sampler="dpmpp_2m"``,
-            ``sampling_steps=10``), as ``--model.init_args.*`` gives them to ``nowcast test``.
+            ``sampling_steps=10``), as ``--model.init_args.*`` gives them to ``nowcast test``. A distilled
+            student samples by default with DDIM at the step count it was distilled to.
 
     Returns:
         The task; its ``frame_preparation`` attribute holds the :class:`FramePreparation` the checkpoint
@@ -54,11 +56,21 @@ def load_forecaster(source: str | Path, *, device: str | torch.device | None = N
         moved = {"_class_path": class_path} if class_path != saved else {}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*the checkpoint has no EMA weights.*")
-        task = task_class.load_from_checkpoint(path, map_location="cpu", **runtime_settings, **moved)
+        task = task_class.load_from_checkpoint(path, map_location="cpu", **moved,
+                                               **(student_sampling(checkpoint) | runtime_settings))
     task.eval()
     task.on_predict_start()  # EMA weights, as `nowcast predict` uses
     task.frame_preparation = recorded_preparation(checkpoint, task)
     return task.to(device or "cpu")
+
+
+def student_sampling(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The sampler a distilled checkpoint was trained for (DDIM at the steps it reached, guidance folded in), or
+    nothing for any other checkpoint."""
+    record = checkpoint.get(RECORD)
+    if record is None:
+        return {}
+    return {"sampler": "ddim", "sampling_steps": int(record["reached_steps"]), "guidance_scale": 0.0}
 
 
 def recorded_preparation(checkpoint: dict[str, Any], task: NowcastTask) -> FramePreparation | None:

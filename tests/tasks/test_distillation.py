@@ -150,6 +150,25 @@ def test_the_student_is_tested_through_the_cli_with_a_step_count_it_reached(fold
         "(got ddim with 1)")
 
 
+def test_nowcast_forecast_samples_a_student_with_the_steps_it_was_distilled_to(folder, student, capsys):
+    import xarray as xr
+
+    from nowcast_pl.forecasting import cli as forecast_cli
+    from nowcast_pl.forecasting import load_forecaster
+
+    assert (load_forecaster(student).sampling.sampler, load_forecaster(student).sampling.sampling_steps) == ("ddim", 2)
+    assert load_forecaster(student, sampling_steps=4).sampling.sampling_steps == 4
+    common = ["--checkpoint", str(student), "--store", str(folder / "s.zarr"), "--members", "2"]
+    assert forecast_cli.main([*common, "--output", str(folder / "student.nc")]) == 0
+    assert xr.open_dataset(folder / "student.nc").sizes["member"] == 2
+    assert forecast_cli.main([*common, "--sampling-steps", "4", "--output", str(folder / "student4.nc")]) == 0
+    assert forecast_cli.main([*common, "--sampling-steps", "1", "--output", str(folder / "student1.nc")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "nowcast forecast: error: this RainDiffTask checkpoint is a student distilled for DDIM with [2, 4, 8] "
+        "steps; set model.init_args.sampler to ddim and model.init_args.sampling_steps to one of them "
+        "(got ddim with 1)")
+
+
 def test_a_teacher_without_a_diffusion_model_is_one_line(folder, config, teacher, capsys):
     checkpoint = load_checkpoint(teacher)
     checkpoint["hyper_parameters"]["_class_path"] = "nowcast_pl.models.simvp.SimVPTask"
