@@ -148,13 +148,20 @@ def check_student_sampling(record: dict[str, Any], sampling: SamplerSettings, ta
     """Refuse, in one line, sampler settings a distilled checkpoint was not trained for."""
     allowed = allowed_steps(record)
     if sampling.sampler != "ddim" or sampling.sampling_steps not in allowed:
-        raise ValueError(f"this {task} checkpoint is a student distilled for DDIM with {allowed} steps; set "
-                         f"model.init_args.sampler to ddim and model.init_args.sampling_steps to one of them "
-                         f"(got {sampling.sampler} with {sampling.sampling_steps})")
+        raise ValueError(f"this {task} checkpoint is a student distilled for DDIM with {allowed} steps, not "
+                         f"{sampling.sampler} with {sampling.sampling_steps}; sample it with sampler ddim and one "
+                         f"of those sampling_steps {_where_set('sampler', 'sampling_steps')}")
     folded = float(record.get("teacher_guidance_scale", 0.0))
     if folded and sampling.guidance_scale:
         raise ValueError(f"this {task} student has guidance w={folded:g} folded in (one call per step); set "
-                         "model.init_args.guidance_scale to 0")
+                         f"guidance_scale to 0 {_where_set('guidance_scale')}")
+
+
+def _where_set(*settings: str) -> str:
+    """Where each command takes these sampler settings, e.g. ``(--sampling-steps in nowcast forecast, ...)``."""
+    forecast = ", ".join("--" + name.replace("_", "-") for name in settings)
+    others = ", ".join("--model.init_args." + name for name in settings)
+    return f"({forecast} in nowcast forecast; {others} in nowcast test and predict)"
 
 
 class ProgressiveDistillation:

@@ -146,8 +146,9 @@ def test_the_student_is_tested_through_the_cli_with_a_step_count_it_reached(fold
         main(["test", *common, "--model.init_args.sampling_steps", "1"])
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "nowcast: error: ValueError: this RainDiffTask checkpoint is a student distilled for DDIM with [2, 4, 8] "
-        "steps; set model.init_args.sampler to ddim and model.init_args.sampling_steps to one of them "
-        "(got ddim with 1)")
+        "steps, not ddim with 1; sample it with sampler ddim and one of those sampling_steps (--sampler, "
+        "--sampling-steps in nowcast forecast; --model.init_args.sampler, --model.init_args.sampling_steps in "
+        "nowcast test and predict)")
 
 
 def test_nowcast_forecast_samples_a_student_with_the_steps_it_was_distilled_to(folder, student, capsys):
@@ -165,8 +166,9 @@ def test_nowcast_forecast_samples_a_student_with_the_steps_it_was_distilled_to(f
     assert forecast_cli.main([*common, "--sampling-steps", "1", "--output", str(folder / "student1.nc")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         "nowcast forecast: error: this RainDiffTask checkpoint is a student distilled for DDIM with [2, 4, 8] "
-        "steps; set model.init_args.sampler to ddim and model.init_args.sampling_steps to one of them "
-        "(got ddim with 1)")
+        "steps, not ddim with 1; sample it with sampler ddim and one of those sampling_steps (--sampler, "
+        "--sampling-steps in nowcast forecast; --model.init_args.sampler, --model.init_args.sampling_steps in "
+        "nowcast test and predict)")
 
 
 def test_a_teacher_without_a_diffusion_model_is_one_line(folder, config, teacher, capsys):

@@ -60,7 +60,8 @@ def test_a_student_with_folded_guidance_refuses_a_guided_run(teacher):
     assert checkpoint[RECORD]["reached_steps"] == 2 and checkpoint[RECORD]["teacher_guidance_scale"] == 1.0
     evaluated = STLDMTask(in_frames=3, out_frames=4, **TINY | {"sampling_steps": 2})  # paper default w = 1
     with pytest.raises(ValueError, match=r"^this STLDMTask student has guidance w=1 folded in \(one call per step\); "
-                                         r"set model.init_args.guidance_scale to 0$"):
+                                         r"set guidance_scale to 0 \(--guidance-scale in nowcast forecast; "
+                                         r"--model.init_args.guidance_scale in nowcast test and predict\)$"):
         evaluated.on_load_checkpoint(checkpoint)
     plain = STLDMTask(in_frames=3, out_frames=4, **TINY | {"sampling_steps": 2, "guidance_scale": 0.0})
     plain.on_load_checkpoint(checkpoint)
