@@ -19,8 +19,8 @@ NetCDF file) and ``quicklook`` (the GIF). Peak memory is the peak resident set o
 Sampler: the fastest core sampler setting within 0.02 mean absolute difference ([0, 1] units, 2 % of the
 range) of the paper sampler as recorded by the cost harness in ``benchmarks/results/cost_MODEL_sample.json``
 (``fast``); where none is recorded, the config's (paper) sampler, and the JSON says so. ``--sampler`` and
-``--sampling-steps`` override both. A distilled student is timed by giving its checkpoint with
-``--checkpoint``.
+``--sampling-steps`` override both. ``--checkpoint`` times a trained checkpoint (a distilled student too) with
+the sampler ``nowcast forecast`` gives it by default unless these override it; its leads are the checkpoint's.
 
 Usage: ``python -m benchmarks.forecast_latency [--models raindiff diffcast stldm] [--tiny] [--size 700]
 [--leads 12] [--members 8] [--output benchmarks/results/forecast_latency.json]``.
@@ -68,7 +68,10 @@ def recorded_sampler(name: str, results: Path = REPO / "benchmarks" / "results")
 def sampler_settings(args: argparse.Namespace, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """The sampler this run uses and where it comes from."""
     recorded = recorded_sampler(name)
-    if recorded is None:
+    if args.checkpoint:
+        settings = {"sampler": None, "sampling_steps": None,
+                    "source": "nowcast forecast's default for the checkpoint (a distilled student's steps, else its class's)"}
+    elif recorded is None:
         settings = {"sampler": config.get("sampler"), "sampling_steps": config.get("sampling_steps"),
                     "source": f"no fastest setting recorded by the cost harness for {name}: the config's sampler"}
     else:
@@ -203,7 +206,7 @@ def measure_one(args: argparse.Namespace, name: str) -> dict[str, Any]:
         files = write_raw_files(folder / "raw", args.size, model.in_frames, model.step_minutes)
         rss_before = peak_rss_gb()
         measured = timed_forecast(checkpoint, files, folder / "forecast.nc", args.members, settings, args.tile_batch)
-    return {"model": name, "config": str(config.relative_to(REPO)),
+    return {"model": name, "config": "the checkpoint's" if args.checkpoint else str(config.relative_to(REPO)),
             "checkpoint": str(args.checkpoint) if args.checkpoint else "random weights from the config (seeded)",
             "sampler": settings, "threads": torch.get_num_threads(), **measured,
             "peak_rss_gb": peak_rss_gb(), "peak_rss_gb_before_forecast": rss_before}
@@ -247,8 +250,10 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         single = _without(passed, ("--models", "--output", "--note")) + ["--models", name, "--row-only"]
         rows.append(run_in_subprocess(MODULE, single) | {"model": name})
-    settings = {"size": [args.size, args.size], "leads": args.leads, "members": args.members,
-                "tile_batch": args.tile_batch, "configs": "tiny" if args.tiny else "paper",
+    from_checkpoint = args.checkpoint is not None
+    settings = {"size": [args.size, args.size], "leads": "the checkpoint's" if from_checkpoint else args.leads,
+                "members": args.members, "tile_batch": args.tile_batch,
+                "configs": "--checkpoint" if from_checkpoint else "tiny" if args.tiny else "paper",
                 "inputs": "FMI gzipped PGM composites (nowcast forecast --source fmi)", "output": "NetCDF + GIF"}
     return write_result({"benchmark": "forecast_latency", "settings": settings, "note": args.note, "models": rows},
                         args.output, module=MODULE, argv=argv)

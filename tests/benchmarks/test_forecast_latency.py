@@ -26,6 +26,23 @@ def test_tiny_forecast_is_timed_per_stage(tmp_path, capsys):
     assert result["command"].startswith("python -m benchmarks.forecast_latency --tiny")
 
 
+def test_a_checkpoint_is_timed_with_its_own_settings_and_labelled_so(tmp_path, capsys):
+    from benchmarks.harness import REPO, config_sections
+    from nowcast_pl.forecasting import load_forecaster
+
+    config = REPO / forecast_latency.MODELS["stldm"][1]
+    checkpoint = forecast_latency.write_checkpoint(config, config_sections(config)[1], 3, tmp_path)
+    result = main(["--models", "stldm", "--checkpoint", str(checkpoint), "--size", "32", "--members", "1",
+                   "--in-process"])
+    capsys.readouterr()
+    assert (result["settings"]["configs"], result["settings"]["leads"]) == ("--checkpoint", "the checkpoint's")
+    row = result["models"][0]
+    assert row["config"] == "the checkpoint's" and row["checkpoint"] == str(checkpoint) and row["leads"] == 3
+    assert row["sampler"]["source"].startswith("nowcast forecast's default")
+    default = load_forecaster(checkpoint).sampling
+    assert row["sampler_used"] == {"sampler": default.sampler, "sampling_steps": default.sampling_steps}
+
+
 def test_sampler_is_the_fastest_recorded_within_two_percent(tmp_path, monkeypatch):
     monkeypatch.setitem(forecast_latency.MODELS, "raindiff", ("", "", "cost.json"))
     assert recorded_sampler("raindiff", tmp_path) is None
