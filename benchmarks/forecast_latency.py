@@ -70,7 +70,7 @@ def sampler_settings(args: argparse.Namespace, name: str, config: dict[str, Any]
     recorded = recorded_sampler(name)
     if args.checkpoint:
         settings = {"sampler": None, "sampling_steps": None,
-                    "source": "nowcast forecast's default for the checkpoint (a distilled student's steps, else its class's)"}
+                    "source": "nowcast forecast's default for the checkpoint (a student's steps, else its class's)"}
     elif recorded is None:
         settings = {"sampler": config.get("sampler"), "sampling_steps": config.get("sampling_steps"),
                     "source": f"no fastest setting recorded by the cost harness for {name}: the config's sampler"}
