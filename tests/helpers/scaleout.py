@@ -108,8 +108,10 @@ class SlowSteps(Callback):
         self.progress, self.seconds = Path(progress), seconds
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_rank == 0:
-            self.progress.write_text(str(trainer.global_step))
+        if trainer.global_rank == 0:  # a kill mid-write must not leave the file empty: write aside, then rename
+            written = self.progress.with_name(self.progress.name + ".tmp")
+            written.write_text(str(trainer.global_step))
+            os.replace(written, self.progress)
         time.sleep(self.seconds)
 
 
