@@ -67,11 +67,10 @@ def recorded_sampler(name: str, results: Path = REPO / "benchmarks" / "results")
 
 def sampler_settings(args: argparse.Namespace, name: str, config: dict[str, Any]) -> dict[str, Any]:
     """The sampler this run uses and where it comes from."""
-    recorded = recorded_sampler(name)
     if args.checkpoint:
         settings = {"sampler": None, "sampling_steps": None,
                     "source": "nowcast forecast's default for the checkpoint (a student's steps, else its class's)"}
-    elif recorded is None:
+    elif (recorded := recorded_sampler(name)) is None:
         settings = {"sampler": config.get("sampler"), "sampling_steps": config.get("sampling_steps"),
                     "source": f"no fastest setting recorded by the cost harness for {name}: the config's sampler"}
     else:
